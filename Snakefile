@@ -1,0 +1,23 @@
+# scgraphbench: gene-graph models vs dense Transformers on single-cell data.
+# Thin entry point: every stage lives in workflow/rules/, every step calls the package CLI.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/graphs.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

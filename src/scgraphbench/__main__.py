@@ -1,0 +1,3 @@
+from scgraphbench.cli import main
+
+raise SystemExit(main())

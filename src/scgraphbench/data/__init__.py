@@ -1,0 +1,1 @@
+"""Datasets: download, prepare, and the prepared-AnnData contract every later stage reads."""

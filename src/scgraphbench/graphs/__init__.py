@@ -1,0 +1,1 @@
+"""Gene graphs: co-expression, regulatory databases, kNN, random controls."""

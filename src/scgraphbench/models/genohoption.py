@@ -1,0 +1,66 @@
+"""Graph attention families on the gene graph: masked attention (neighbours only) and
+GenoHoption's diffusion attention (neighbour attention then K steps of PPR or heat
+diffusion inside the layer), all through the sparse kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import scipy.sparse as sp
+import torch
+
+from scgraphbench.kernels import CSRGraph, graph_attention
+from scgraphbench.models.base import GeneTokenModel, MultiHeadMixer
+from scgraphbench.models.registry import ModelContext, register
+
+
+class GraphAttention(MultiHeadMixer):
+    diffusion: str | None = None
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, ctx: ModelContext,
+                 graph: sp.csr_matrix | None, alpha: float = 0.25, t: float = 5.0,
+                 steps: int = 6, **params: Any) -> None:
+        super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
+        g = CSRGraph.from_scipy(graph, add_self_loops=True)
+        self.register_buffer("crow", g.crow, persistent=False)
+        self.register_buffer("col", g.col, persistent=False)
+        self.register_buffer("row", g.row, persistent=False)
+        self.n = g.n
+        self.alpha, self.t, self.steps = alpha, t, steps
+
+    @property
+    def graph(self) -> CSRGraph:
+        return CSRGraph(self.crow, self.col, self.row, self.n)
+
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return graph_attention(q, k, v, self.graph, diffusion=self.diffusion, alpha=self.alpha,
+                               t=self.t, steps=self.steps, dropout_p=self.dropout,
+                               training=self.training)
+
+
+class PPRAttention(GraphAttention):
+    diffusion = "ppr"
+
+
+class HeatAttention(GraphAttention):
+    diffusion = "heat"
+
+
+@register("masked_attention")
+class MaskedAttentionModel(GeneTokenModel):
+    """Attention restricted to graph neighbours (scTransformer / scrna_longformer kNN mask)."""
+
+    mixer_cls = GraphAttention
+    needs_graph = True
+
+
+@register("genohoption_ppr")
+class GenoHoptionPPR(GeneTokenModel):
+    mixer_cls = PPRAttention
+    needs_graph = True
+
+
+@register("genohoption_heat")
+class GenoHoptionHeat(GeneTokenModel):
+    mixer_cls = HeatAttention
+    needs_graph = True

@@ -1,0 +1,41 @@
+"""Logistic regression on the expression vector (scikit-learn), the strong small-data baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from scgraphbench.models.registry import ModelContext, register
+
+
+@register("logreg")
+class LogReg:
+    """StandardScaler (fit on training cells) + LogisticRegression."""
+
+    kind = "sklearn"
+    tasks = ("annotation",)
+
+    def __init__(self, ctx: ModelContext, C: float = 1.0, max_iter: int = 1000,
+                 class_weight: str | None = "balanced", seed: int = 0, **_: Any) -> None:
+        self.ctx = ctx
+        self.pipeline = make_pipeline(
+            StandardScaler(),
+            LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight, random_state=seed))
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogReg:
+        self.pipeline.fit(X, y)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict(X)
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        return self.pipeline.decision_function(X)
+
+    def n_parameters(self) -> int:
+        lr = self.pipeline[-1]
+        return int(lr.coef_.size + lr.intercept_.size)

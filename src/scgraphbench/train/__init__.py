@@ -1,0 +1,1 @@
+"""The common trainer, checkpoint/resume and cost accounting for every family."""
