@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny prepared datasets made here, and the real files of ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SCGB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public files in ../shared/data; tests using them skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real reference files not available ({SHARED_DATA} is absent)")
+    return SHARED_DATA
+
+
+def make_prepared_annotation(n_cells: int = 240, n_genes: int = 40, n_classes: int = 3,
+                             seed: int = 0) -> ad.AnnData:
+    """A prepared-layout annotation AnnData whose label is carried by a few marker genes."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n_cells)
+    counts = rng.poisson(1.0, size=(n_cells, n_genes)).astype(np.float32)
+    for c in range(n_classes):
+        counts[labels == c, c * 3:(c + 1) * 3] += rng.poisson(6.0, size=((labels == c).sum(), 3))
+    X = np.log1p(counts / np.maximum(counts.sum(1, keepdims=True), 1) * 1e4).astype(np.float32)
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)])
+    obs["label"] = pd.Categorical([f"type{c}" for c in labels])
+    split = np.array(["train"] * n_cells, dtype=object)
+    order = rng.permutation(n_cells)
+    split[order[: n_cells // 5]] = "test"
+    split[order[n_cells // 5: n_cells // 5 + n_cells // 6]] = "val"
+    obs["split"] = pd.Categorical(split, categories=["train", "val", "test"])
+    var = pd.DataFrame(index=[f"G{i}" for i in range(n_genes)])
+    var["gene_name"] = var.index
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata.layers["counts"] = counts
+    adata.uns["scgraphbench"] = {"dataset": "tiny", "task": "annotation", "seed": seed,
+                                 "n_top_genes": n_genes, "source": "tests"}
+    return adata
+
+
+@pytest.fixture
+def tiny_annotation(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.h5ad"
+    make_prepared_annotation().write_h5ad(path)
+    return path
