@@ -1,0 +1,127 @@
+"""End to end: the Snakemake workflow on the tiny config, in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # rules call `python -m scgraphbench`: the interpreter running the tests must be first
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    table = dry_run_output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+            if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = tmp_path_factory.mktemp("pipeline")
+    res = snakemake(wd)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return wd
+
+
+@pytest.mark.slow
+def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None:
+    wd = finished_run
+    table = pd.read_csv(wd / "results/tables/annotation.csv")
+    cfg = yaml.safe_load(TINY.read_text())
+    assert set(table["family"]) == set(cfg["models"])
+    assert (table["n_seeds"] == len(cfg["seeds"])).all()
+    assert table["accuracy_mean"].between(0, 1).all()
+    assert (wd / "results/tables/annotation.md").read_text().count("±") >= len(cfg["models"])
+    graphs = pd.read_csv(wd / "results/tables/graphs.csv")
+    assert graphs.loc[0, "edges"] > 0
+    for fig in ("macro_f1_by_model", "macro_f1_vs_cost"):
+        assert (wd / f"results/figures/{fig}.png").stat().st_size > 10_000
+    # every rule logged and benchmarked
+    assert list((wd / "logs/train").rglob("*.log"))
+    assert list((wd / "benchmarks/train").rglob("*.tsv"))
+    res = snakemake(wd, "--report", "results/report.html")
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (wd / "results/report.html").read_text(errors="ignore")
+    assert "macro_f1_by_model" in html
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing_and_param_change_reruns_only_that_model(finished_run: Path,
+                                                                   tmp_path: Path) -> None:
+    wd = finished_run
+    res = snakemake(wd, "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["models"]["logreg"]["params"]["C"] = 0.5
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    res = snakemake(wd, "-n", configfile=changed)
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = planned_jobs(res.stdout + res.stderr)
+    assert jobs.pop("train") == len(cfg["seeds"])  # only logreg's seeds
+    assert set(jobs) <= {"aggregate", "figures", "all"}
+    train_lines = re.findall(r"output: (results/runs/\S+?)/metrics.json", res.stdout + res.stderr)
+    assert train_lines and all("/logreg/" in p for p in train_lines)
+
+
+def test_config_schema_error_names_the_key(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["train"]["epoch"] = 3  # typo for 'epochs'
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "-n", configfile=bad)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "'epoch' was unexpected" in out and "['train']" in out
+
+
+def test_every_stage_runs_outside_snakemake(tiny_annotation: Path, tmp_path: Path) -> None:
+    from scgraphbench.cli import main
+
+    graph = tmp_path / "coexpr.npz"
+    assert main(["build-graph", "--prepared", str(tiny_annotation), "--variant", "coexpr",
+                 "--params", '{"top_h": 5, "sigma": 0.1}', "--out", str(graph),
+                 "--stats", str(tmp_path / "stats.json")]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--prepared", str(tiny_annotation), "--family", "logreg",
+                 "--seed", "0", "--meta", '{"dataset": "tiny", "graph": "none"}',
+                 "--out-dir", str(out)]) == 0
+    assert (out / "metrics.json").exists()
+    assert main(["aggregate", "--metrics", str(out / "metrics.json"),
+                 "--out-dir", str(tmp_path / "tables")]) == 0
+    assert (tmp_path / "tables/annotation.csv").exists()
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path: Path, capsys) -> None:
+    from scgraphbench.cli import main
+
+    code = main(["train", "--prepared", str(tmp_path / "missing.h5ad"), "--family", "logreg",
+                 "--out-dir", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "missing.h5ad" in err and "fix:" in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_snakemake_available() -> None:
+    assert shutil.which("snakemake", path=str(Path(sys.executable).parent)) is not None
