@@ -2,11 +2,27 @@
 
 Peak memory: CUDA ``max_memory_allocated`` on GPU; on CPU the process's peak resident
 set size during training minus its size just before, sampled by a background thread
-(``ru_maxrss`` alone cannot be reset between phases)."""
+(``ru_maxrss`` alone cannot be reset between phases; it is used too when the phase sets a
+new lifetime peak, which catches spikes shorter than the sampling interval).
+
+FLOPs of the token-mixing (attention) layers, forward pass, per cell, summed over layers,
+with L tokens (genes, +1 with a CLS token), width d, E edges of the graph a layer uses
+(self-loops and CLS edges included) and a multiply-add counted as 2 FLOPs:
+
+- projections: 2 L x (elements of the layer's weight matrices); 8 L d^2 for Q, K, V, O;
+- dense attention: + 4 L^2 d (Q K^T and attention x V);
+- graph attention: + 4 E d (scores on edges and weighted sum), + 2 E d per diffusion step;
+- GNN layer: + 2 E d (one sparse aggregation; GCN adds L self-loop edges).
+
+Softmax, normalisation and bias terms are ignored (O(L d) or O(E)); a training step costs
+about 3x the forward pass.
+"""
 
 from __future__ import annotations
 
 import platform
+import resource
+import sys
 import threading
 import time
 from typing import Any
@@ -32,6 +48,7 @@ class PeakMemory:
             self._proc = psutil.Process()
             self._base = self._proc.memory_info().rss
             self._max = self._base
+            self._lifetime_peak = _ru_maxrss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -49,8 +66,16 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self._max = max(self._max, self._proc.memory_info().rss)
+            lifetime_peak = _ru_maxrss_bytes()
+            if lifetime_peak > self._lifetime_peak:  # a new peak was set inside the phase
+                self._max = max(self._max, lifetime_peak)
             peak = self._max - self._base
         self.peak_mb = max(peak, 0) / 2**20
+
+
+def _ru_maxrss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux
 
 
 def count_parameters(model: Any) -> int:
@@ -59,16 +84,71 @@ def count_parameters(model: Any) -> int:
     return int(model.n_parameters())
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    import numpy
-    import scanpy
-    import sklearn
-    import torch_geometric
+def _mixer_graph_edges(mod: torch.nn.Module) -> int | None:
+    graph = getattr(mod, "graph", None)
+    for holder in (graph, mod):
+        col = getattr(holder, "col", None)
+        if isinstance(col, torch.Tensor):
+            return int(col.numel())
+    return None
 
-    env = {"device": str(device), "python": platform.python_version(), "torch": torch.__version__,
-           "torch_geometric": torch_geometric.__version__, "numpy": numpy.__version__,
-           "scanpy": scanpy.__version__, "sklearn": sklearn.__version__,
-           "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+def mixer_flops(model: Any, n_genes: int) -> int | None:
+    """Forward FLOPs per cell of the model's token mixers (formula in the module docstring);
+    None for models without token mixers (scikit-learn style and baseline families)."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    from scgraphbench.models.base import TokenMixer
+
+    L = n_genes + (1 if getattr(model, "use_cls", False) else 0)
+    total, found = 0, False
+    for mod in model.modules():
+        if not isinstance(mod, TokenMixer):
+            continue
+        found = True
+        weights = sum(p.numel() for p in mod.parameters() if p.dim() == 2)
+        flops = 2 * L * weights
+        qkv = getattr(mod, "qkv", None)
+        edge_index = getattr(mod, "edge_index", None)
+        if isinstance(qkv, torch.nn.Linear):
+            d = qkv.in_features
+            E = _mixer_graph_edges(mod)
+            if E is None:
+                flops += 4 * L * L * d
+            else:
+                steps = int(getattr(mod, "steps", 0)) if getattr(mod, "diffusion", None) else 0
+                flops += (4 + 2 * steps) * E * d
+        elif isinstance(edge_index, torch.Tensor):
+            conv = getattr(mod, "conv", None)
+            d = int(getattr(conv, "out_channels", 0) or 0)
+            E = int(edge_index.shape[1]) + (L if getattr(conv, "add_self_loops", False) else 0)
+            flops += 2 * E * d
+        total += flops
+    return int(total) if found else None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    env: dict[str, Any] = {"device": str(device), "python": platform.python_version()}
+    for package in (
+        "torch",
+        "torch_geometric",
+        "numpy",
+        "scipy",
+        "anndata",
+        "scanpy",
+        "scikit-learn",
+    ):
+        env[package.replace("-", "_")] = version(package)
+    env.update(
+        {
+            "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        }
+    )
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
     return env

@@ -1,8 +1,17 @@
-"""One training run = (prepared dataset, graph, family, params, seed) -> metrics.json."""
+"""One training run = (prepared dataset, graph, family, params, seed) -> a run directory.
+
+:func:`run_training` reads the task from the prepared dataset
+(``uns['scgraphbench']['task']``) and calls :func:`run_annotation` or
+:func:`scgraphbench.train.perturbation.run_perturbation`. Both write, atomically, into
+``out_dir``: ``metrics.json`` (scores, cost, params, environment, history, the ``meta``
+labels), a predictions table and ``checkpoint.pt`` (neural families; resumed when present).
+
+Annotation outputs: ``predictions.csv`` (cell, true, pred), ``confusion.csv`` (rows: true
+class), ``embeddings.npy`` (test-cell embeddings, the order of predictions.csv).
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -10,65 +19,165 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scgraphbench.evaluate.annotation import annotation_scores
-from scgraphbench.graphs.io import align_graph, load_graph
+from scgraphbench.evaluate.annotation import (
+    annotation_scores,
+    confusion_table,
+    embedding_scores,
+    per_class_scores,
+)
 from scgraphbench.io import atomic_path, write_json
-from scgraphbench.models.registry import ModelContext, get_family
-from scgraphbench.train.cost import PeakMemory, count_parameters, environment
-from scgraphbench.train.data import annotation_data, class_weights, load_prepared
+from scgraphbench.models.registry import ModelContext
+from scgraphbench.train.common import (
+    ATTENTION_PROBE_CELLS,
+    attention_probe,
+    build_family,
+    cost_block,
+    fingerprint,
+    is_torch,
+    load_aligned_graph,
+    reference_graph,
+    timed,
+)
+from scgraphbench.train.cost import PeakMemory
+from scgraphbench.train.data import annotation_data, class_weights, dataset_task, load_prepared
 from scgraphbench.train.trainer import TrainConfig, Trainer, minibatches, seed_everything
 
 
-def _predict(model: torch.nn.Module, X: np.ndarray, device: torch.device,
-             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
+def run_training(
+    prepared: str,
+    graph_path: str | None,
+    family: str,
+    params: dict[str, Any],
+    train_cfg: dict[str, Any],
+    seed: int,
+    out_dir: str,
+    *,
+    stop_after_epoch: int | None = None,
+    meta: dict[str, Any] | None = None,
+    reference_graph_path: str | None = None,
+) -> dict[str, Any] | None:
+    """Train and evaluate one run for the task the prepared dataset was made for.
+
+    Returns the metrics (also in ``out_dir/metrics.json``), or None when
+    ``stop_after_epoch`` ended training early (a simulated kill; the checkpoint is on disk).
+    """
+    adata = load_prepared(prepared)
+    task = dataset_task(adata, prepared)
+    if task == "perturbation":
+        from scgraphbench.train.perturbation import run_perturbation
+
+        return run_perturbation(
+            prepared,
+            graph_path,
+            family,
+            params,
+            train_cfg,
+            seed,
+            out_dir,
+            stop_after_epoch=stop_after_epoch,
+            meta=meta,
+            adata=adata,
+            reference_graph_path=reference_graph_path,
+        )
+    return run_annotation(
+        prepared,
+        graph_path,
+        family,
+        params,
+        train_cfg,
+        seed,
+        out_dir,
+        stop_after_epoch=stop_after_epoch,
+        meta=meta,
+        adata=adata,
+        reference_graph_path=reference_graph_path,
+    )
+
+
+def _predict(trainer: Trainer, X: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     logits, embs = [], []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            out = model(x=torch.from_numpy(X[start:start + batch_size]).to(device))
-            logits.append(out["logits"].float().cpu())
-            embs.append(out["embedding"].float().cpu())
+    for start in range(0, len(X), batch_size):
+        out = trainer.infer({"x": torch.from_numpy(X[start : start + batch_size])})
+        logits.append(out["logits"].cpu())
+        embs.append(out["embedding"].cpu())
     return torch.cat(logits).numpy(), torch.cat(embs).numpy()
 
 
-def run_annotation(prepared: str, graph_path: str | None, family: str, params: dict[str, Any],
-                   train_cfg: dict[str, Any], seed: int, out_dir: str,
-                   stop_after_epoch: int | None = None,
-                   meta: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def run_annotation(
+    prepared: str,
+    graph_path: str | None,
+    family: str,
+    params: dict[str, Any],
+    train_cfg: dict[str, Any],
+    seed: int,
+    out_dir: str,
+    stop_after_epoch: int | None = None,
+    meta: dict[str, Any] | None = None,
+    adata: Any = None,
+    reference_graph_path: str | None = None,
+) -> dict[str, Any] | None:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig.from_dict(train_cfg)
     seed_everything(seed)
-    adata = load_prepared(prepared)
-    data = annotation_data(adata, prepared, train_fraction=float(train_cfg.get("train_fraction", 1.0)),
-                           seed=seed)
-    graph = None
-    if graph_path:
-        A, genes = load_graph(graph_path)
-        graph = align_graph(A, genes, data.genes, graph_path)
-    ctx = ModelContext(task="annotation", n_genes=len(data.genes), gene_names=data.genes,
-                       n_classes=len(data.classes), graph=graph)
-    cls = get_family(family)
-    result: dict[str, Any] = {**(meta or {}), "task": "annotation", "family": family, "seed": seed, "params": params,
-                              "n_train": int(len(data.y["train"]))}
+    adata = adata if adata is not None else load_prepared(prepared)
+    data = annotation_data(adata, prepared, train_fraction=cfg.train_fraction, seed=seed)
+    graph = load_aligned_graph(graph_path, data.genes)
+    ctx = ModelContext(
+        task="annotation",
+        n_genes=len(data.genes),
+        gene_names=data.genes,
+        n_classes=len(data.classes),
+        graph=graph,
+    )
+    model = build_family(family, ctx, params, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        **(meta or {}),
+        "task": "annotation",
+        "family": family,
+        "seed": seed,
+        "params": params,
+        "train": cfg.as_dict(),
+        "n_train": int(len(data.y["train"])),
+        "n_val": int(len(data.y["val"])),
+        "n_test": int(len(data.y["test"])),
+        "n_genes": len(data.genes),
+        "n_classes": len(data.classes),
+    }
 
-    if getattr(cls, "kind", "torch") == "sklearn":
-        model = cls(ctx, seed=seed, **params)
+    if not is_torch(model):
         device = torch.device("cpu")
         with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            model.fit(data.X["train"], data.y["train"])
-            train_time = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pred = model.predict(data.X["test"])
-        infer = time.perf_counter() - t0
-        emb = model.embed(data.X["test"])
-        cost = {"train_time_s": train_time, "time_per_step_s": train_time, "epochs_run": 1}
+            _, train_time = timed(lambda: model.fit(data.X["train"], data.y["train"]))
+        pred, infer = timed(lambda: np.asarray(model.predict(data.X["test"])))
+        emb = np.asarray(model.embed(data.X["test"]))
+        result.update(
+            {
+                "train_time_s": train_time,
+                "time_per_step_s": train_time,
+                "epoch_time_s": train_time,
+                "epochs_run": 1,
+                "steps": 1,
+            }
+        )
     else:
-        model = cls(ctx, **params)
-        weights = (torch.from_numpy(class_weights(data.y["train"], len(data.classes)))
-                   if cfg.class_weighting else None)
-        trainer = Trainer(model, cfg, seed, loss_fn=None, checkpoint=out / "checkpoint.pt")
+        weights = (
+            torch.from_numpy(class_weights(data.y["train"], len(data.classes)))
+            if cfg.class_weighting
+            else None
+        )
+        fp = fingerprint(
+            task="annotation",
+            prepared=prepared,
+            graph=graph_path,
+            family=family,
+            params=params,
+            train=cfg.as_dict(),
+            seed=seed,
+        )
+        trainer = Trainer(
+            model, cfg, seed, loss_fn=None, checkpoint=out / "checkpoint.pt", fingerprint=fp
+        )
         device = trainer.device
         ce = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
         trainer.loss_fn = lambda o, y: ce(o["logits"].float(), y)
@@ -79,34 +188,52 @@ def run_annotation(prepared: str, graph_path: str | None, family: str, params: d
                 yield {"x": Xtr[idx]}, ytr[idx]
 
         def validate(m: torch.nn.Module) -> tuple[float, dict[str, float]]:
-            logits, _ = _predict(m, data.X["val"], device, cfg.batch_size)
+            logits, _ = _predict(trainer, data.X["val"], cfg.batch_size)
             s = annotation_scores(data.y["val"], logits.argmax(1), len(data.classes))
-            return s["macro_f1"], {"val_accuracy": s["accuracy"]}
+            return s["macro_f1"], {"val_macro_f1": s["macro_f1"], "val_accuracy": s["accuracy"]}
 
         with PeakMemory(device) as mem:
             trainer.fit(batches, validate, stop_after_epoch=stop_after_epoch)
-        if stop_after_epoch is not None and not trainer.state.done \
-                and trainer.state.epoch < cfg.epochs:
+        if (
+            stop_after_epoch is not None
+            and not trainer.state.done
+            and trainer.state.epoch < cfg.epochs
+        ):
             return None  # simulated kill: the checkpoint is on disk, no metrics yet
-        t0 = time.perf_counter()
-        logits, emb = _predict(trainer.model, data.X["test"], device, cfg.batch_size)
-        infer = time.perf_counter() - t0
+        (logits, emb), infer = timed(lambda: _predict(trainer, data.X["test"], cfg.batch_size))
         pred = logits.argmax(1)
-        cost = trainer.summary()
+        result.update(trainer.summary())
         result["history"] = trainer.state.history
         result["resumed_from_epoch"] = trainer.resumed_from
 
-    scores = annotation_scores(data.y["test"], pred, len(data.classes))
-    result.update(scores)
-    result.update(cost)
-    result.update({"n_parameters": count_parameters(model), "peak_memory_mb": mem.peak_mb,
-                   "inference_cells_per_s": len(pred) / max(infer, 1e-9),
-                   "environment": environment(device)})
+    y_test = data.y["test"]
+    result.update(annotation_scores(y_test, pred, len(data.classes)))
+    result["per_class"] = per_class_scores(y_test, pred, data.classes)
+    result.update(embedding_scores(emb, y_test, seed=seed))
+    result.update(cost_block(model, len(data.genes), device, mem.peak_mb, len(pred), infer))
+    ref, source = reference_graph(adata, data.genes, reference_graph_path)
+    probe = None
+    if is_torch(model) and ref is not None:
+        n_test = len(y_test)
+        idx = np.sort(
+            np.random.default_rng([seed, 4]).choice(
+                n_test, size=min(n_test, ATTENTION_PROBE_CELLS), replace=False
+            )
+        )
+        probe = attention_probe(
+            model, {"x": torch.from_numpy(data.X["test"][idx])}, len(data.genes), ref, source, seed
+        )
+    if probe is not None:
+        result["attention_edges"] = probe
+
+    classes = np.asarray(data.classes)
     with atomic_path(out / "predictions.csv") as tmp:
-        pd.DataFrame({"cell": data.cell_ids["test"],
-                      "true": np.asarray(data.classes)[data.y["test"]],
-                      "pred": np.asarray(data.classes)[pred]}).to_csv(tmp, index=False)
+        pd.DataFrame(
+            {"cell": data.cell_ids["test"], "true": classes[y_test], "pred": classes[pred]}
+        ).to_csv(tmp, index=False)
+    with atomic_path(out / "confusion.csv") as tmp:
+        confusion_table(y_test, pred, data.classes).to_csv(tmp)
     with atomic_path(out / "embeddings.npy", suffix=".npy") as tmp:
-        np.save(tmp, emb.astype(np.float32))
+        np.save(tmp, np.asarray(emb, dtype=np.float32))
     write_json(out / "metrics.json", result)
     return result

@@ -3,12 +3,18 @@
 Resume is exact: batch order and dropout noise are re-seeded from (seed, epoch) at the
 start of every epoch, so a job killed and restarted from its last checkpoint ends with
 the same weights and metrics as one that never stopped (what makes SLURM requeue safe).
+A checkpoint carries a fingerprint of the run's inputs and settings; one written for other
+inputs (a changed config or dataset) is ignored rather than resumed.
+
+Progress goes to stderr (the rule's log): a tqdm bar on a terminal, otherwise one tqdm
+status line per epoch, so that log files hold no carriage-return refreshes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import statistics
 import sys
 import time
@@ -21,7 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scgraphbench.errors import ScgbError
 from scgraphbench.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
@@ -38,21 +47,46 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast is used on CUDA only)
     max_steps_per_epoch: int = 0  # 0 = whole epoch
     grad_clip: float = 1.0
+    train_fraction: float = 1.0  # few-shot: stratified share of training cells kept
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        if not 0.0 < float(cfg.train_fraction) <= 1.0:
+            raise ScgbError(
+                f"train_fraction = {cfg.train_fraction} is not in (0, 1]",
+                field="train.train_fraction",
+                fix="use e.g. 0.1 for 10% of cells",
+            )
+        if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ScgbError(
+                f"unknown precision '{cfg.precision}'",
+                field="train.precision",
+                fix="use auto, fp32, bf16 or fp16",
+            )
+        for key in ("epochs", "patience", "batch_size"):
+            if int(getattr(cfg, key)) < 1:
+                raise ScgbError(
+                    f"{key} = {getattr(cfg, key)} is below 1",
+                    field=f"train.{key}",
+                    fix="use 1 or more",
+                )
+        return cfg
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from scgraphbench.errors import ScgbError
-
-        raise ScgbError("CUDA requested but no GPU is visible", field="train.device",
-                        fix="set train.device to 'auto' or 'cpu', or run on a GPU node")
+        raise ScgbError(
+            "CUDA requested but no GPU is visible",
+            field="train.device",
+            fix="set train.device to 'auto' or 'cpu', or run on a GPU node",
+        )
     return torch.device(name)
 
 
@@ -91,15 +125,23 @@ class Trainer:
     validation loss) and a dict of numbers for the progress bar and history.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, seed: int,
-                 loss_fn: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor],
-                 checkpoint: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        seed: int,
+        loss_fn: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None,
+        checkpoint: str | Path | None = None,
+        fingerprint: str = "",
+    ) -> None:
         self.cfg, self.seed, self.loss_fn = cfg, seed, loss_fn
+        self.fingerprint = fingerprint
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.amp = autocast_dtype(cfg.precision, self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
-                                     weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.state = TrainState()
@@ -110,9 +152,14 @@ class Trainer:
     def save(self) -> None:
         if self.checkpoint is None:
             return
-        blob = {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "scaler": self.scaler.state_dict(), "best": self.best_weights,
-                "state": self.state.__dict__}
+        blob = {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best": self.best_weights,
+            "state": self.state.__dict__,
+            "fingerprint": self.fingerprint,
+        }
         with atomic_path(self.checkpoint, suffix=".pt") as tmp:
             torch.save(blob, tmp)
 
@@ -120,6 +167,9 @@ class Trainer:
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
         blob = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if blob.get("fingerprint", "") != self.fingerprint:
+            log.warning("ignoring %s: written for other inputs or settings", self.checkpoint)
+            return False
         self.model.load_state_dict(blob["model"])
         self.opt.load_state_dict(blob["opt"])
         self.scaler.load_state_dict(blob["scaler"])
@@ -136,8 +186,10 @@ class Trainer:
 
     def to_device(self, batch: Batch) -> Batch:
         inputs, target = batch
-        return ({k: v.to(self.device, non_blocking=True) for k, v in inputs.items()},
-                target.to(self.device, non_blocking=True))
+        return (
+            {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()},
+            target.to(self.device, non_blocking=True),
+        )
 
     def step(self, batch: Batch) -> float:
         inputs, target = self.to_device(batch)
@@ -156,18 +208,45 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.state.step_times.append(time.perf_counter() - t0)
-        return float(loss.detach())
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise ScgbError(
+                f"training loss became {value} at epoch {self.state.epoch}",
+                field="train.lr",
+                fix="lower train.lr, or set train.precision: fp32",
+            )
+        return value
 
-    def fit(self, batches: Callable[[int], Iterator[Batch]],
-            validate: Callable[[torch.nn.Module], tuple[float, dict[str, float]]],
-            stop_after_epoch: int | None = None) -> TrainState:
+    def infer(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Forward pass in eval mode under the training precision; outputs in float32."""
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            out = self.model(**{k: v.to(self.device, non_blocking=True) for k, v in inputs.items()})
+        return {k: v.float() for k, v in out.items()}
+
+    def fit(
+        self,
+        batches: Callable[[int], Iterator[Batch]],
+        validate: Callable[[torch.nn.Module], tuple[float, dict[str, float]]],
+        stop_after_epoch: int | None = None,
+    ) -> TrainState:
         """Train until ``cfg.epochs`` or early stopping; resumes from the checkpoint if any.
 
         ``stop_after_epoch`` ends the call early (after saving), as a kill would: tests use it.
         """
         self.try_resume()
-        bar = tqdm(total=self.cfg.epochs, initial=self.state.epoch, file=sys.stderr,
-                   desc="epochs", dynamic_ncols=True, mininterval=1.0)
+        tty = sys.stderr.isatty()
+        first_epoch = self.state.epoch
+        bar = tqdm(
+            total=self.cfg.epochs,
+            initial=first_epoch,
+            file=sys.stderr,
+            desc="epochs",
+            dynamic_ncols=True,
+            mininterval=1.0,
+            disable=not tty,
+        )
+        t_start = time.perf_counter()
         while not self.state.done and self.state.epoch < self.cfg.epochs:
             epoch = self.state.epoch
             # re-seed from (seed, epoch) so that a resumed run replays the same randomness
@@ -180,19 +259,44 @@ class Trainer:
                 losses.append(self.step(batch))
             self.state.epoch_times.append(time.perf_counter() - t0)
             score, info = validate(self.model)
-            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_score": score, **info}
+            record = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_score": score,
+                **info,
+            }
             self.state.history.append(record)
             if score > self.state.best_score:
-                self.state.best_score, self.state.best_epoch, self.state.bad_epochs = score, epoch, 0
+                self.state.best_score, self.state.best_epoch, self.state.bad_epochs = (
+                    score,
+                    epoch,
+                    0,
+                )
                 self.best_weights = copy.deepcopy(self.model.state_dict())
             else:
                 self.state.bad_epochs += 1
                 if self.state.bad_epochs >= self.cfg.patience:
                     self.state.done = True
             self.state.epoch = epoch + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{score:.4f}")
             self.save()
+            postfix = {
+                "loss": f"{record['train_loss']:.4g}",
+                **{k: f"{v:.4g}" for k, v in info.items()},
+            }
+            if tty:
+                bar.update(1)
+                bar.set_postfix(postfix)
+            else:
+                line = tqdm.format_meter(
+                    self.state.epoch,
+                    self.cfg.epochs,
+                    time.perf_counter() - t_start,
+                    prefix="epochs",
+                    initial=first_epoch,
+                    ncols=100,
+                    postfix=", ".join(f"{k}={v}" for k, v in postfix.items()),
+                )
+                print(line, file=sys.stderr, flush=True)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 bar.close()
                 return self.state
@@ -204,14 +308,19 @@ class Trainer:
         st = self.state
         # the first steps include one-off allocation and kernel selection
         times = st.step_times[2:] if len(st.step_times) > 4 else st.step_times
-        return {"time_per_step_s": statistics.median(times) if times else float("nan"),
-                "epoch_time_s": statistics.median(st.epoch_times) if st.epoch_times else float("nan"),
-                "train_time_s": float(sum(st.epoch_times)), "epochs_run": st.epoch,
-                "best_epoch": st.best_epoch, "steps": len(st.step_times)}
+        return {
+            "time_per_step_s": statistics.median(times) if times else float("nan"),
+            "epoch_time_s": statistics.median(st.epoch_times) if st.epoch_times else float("nan"),
+            "train_time_s": float(sum(st.epoch_times)),
+            "epochs_run": st.epoch,
+            "best_epoch": st.best_epoch,
+            "best_val_score": float(st.best_score),
+            "steps": len(st.step_times),
+        }
 
 
 def minibatches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
     """Shuffled index batches, the order a function of (seed, epoch) only."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
