@@ -44,23 +44,30 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None:
     wd = finished_run
-    table = pd.read_csv(wd / "results/tables/annotation.csv")
+    table = pd.read_csv(wd / "results/tables/main.csv")
     cfg = yaml.safe_load(TINY.read_text())
-    assert set(table["family"]) == set(cfg["models"])
+    assert set(table["model"]) == set(cfg["models"])
     assert (table["n_seeds"] == len(cfg["seeds"])).all()
     assert table["accuracy_mean"].between(0, 1).all()
-    assert (wd / "results/tables/annotation.md").read_text().count("±") >= len(cfg["models"])
+    assert (wd / "results/tables/main.md").read_text().count("±") >= len(cfg["models"])
     graphs = pd.read_csv(wd / "results/tables/graphs.csv")
     assert graphs.loc[0, "edges"] > 0
-    for fig in ("macro_f1_by_model", "macro_f1_vs_cost"):
-        assert (wd / f"results/figures/{fig}.png").stat().st_size > 10_000
+    runs = pd.read_csv(wd / "results/tables/runs.csv")
+    assert {"frac-0.5", "alpha-0.5", "default"} <= set(runs["setting"])
+    claims = pd.read_csv(wd / "results/tables/claims.csv")
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not testable"}
+    for study in ("main", "cost", "few_shot", "sensitivity", "scaling"):
+        assert (wd / f"results/tables/{study}.csv").exists()
+        assert (wd / f"results/tables/{study}.md").exists()
+        assert (wd / f"results/figures/{study}.png").stat().st_size > 10_000
+        assert (wd / f"results/figures/{study}.pdf").exists()
     # every rule logged and benchmarked
     assert list((wd / "logs/train").rglob("*.log"))
     assert list((wd / "benchmarks/train").rglob("*.tsv"))
     res = snakemake(wd, "--report", "results/report.html")
     assert res.returncode == 0, res.stderr[-3000:]
     html = (wd / "results/report.html").read_text(errors="ignore")
-    assert "macro_f1_by_model" in html
+    assert "few_shot.png" in html and "claims.csv" in html
 
 
 @pytest.mark.slow
@@ -79,7 +86,9 @@ def test_rerun_does_nothing_and_param_change_reruns_only_that_model(finished_run
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = planned_jobs(res.stdout + res.stderr)
     assert jobs.pop("train") == len(cfg["seeds"])  # only logreg's seeds
-    assert set(jobs) <= {"aggregate", "figures", "all"}
+    assert set(jobs) - {"aggregate", "claims", "all"} <= {f"study_{s}" for s in
+                                                          ("main", "cost", "few_shot",
+                                                           "sensitivity", "scaling")}
     train_lines = re.findall(r"output: (results/runs/\S+?)/metrics.json", res.stdout + res.stderr)
     assert train_lines and all("/logreg/" in p for p in train_lines)
 
@@ -107,9 +116,11 @@ def test_every_stage_runs_outside_snakemake(tiny_annotation: Path, tmp_path: Pat
                  "--seed", "0", "--meta", '{"dataset": "tiny", "graph": "none"}',
                  "--out-dir", str(out)]) == 0
     assert (out / "metrics.json").exists()
-    assert main(["aggregate", "--metrics", str(out / "metrics.json"),
-                 "--out-dir", str(tmp_path / "tables")]) == 0
-    assert (tmp_path / "tables/annotation.csv").exists()
+    runs = tmp_path / "tables/runs.csv"
+    assert main(["aggregate", "--metrics", str(out / "metrics.json"), "--out", str(runs)]) == 0
+    assert main(["study", "--name", "main", "--runs", str(runs), "--table",
+                 str(tmp_path / "tables/main.csv"), "--figure", str(tmp_path / "main.png")]) == 0
+    assert (tmp_path / "tables/main.md").exists() and (tmp_path / "main.pdf").exists()
 
 
 def test_cli_reports_user_errors_without_traceback(tmp_path: Path, capsys) -> None:

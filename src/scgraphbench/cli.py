@@ -25,34 +25,60 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     from scgraphbench.data.datasets import prepare_dataset
     from scgraphbench.io import atomic_path
 
-    adata = prepare_dataset(a.dataset, a.spec, inputs=a.inputs)
+    adata = prepare_dataset(a.dataset, a.spec, inputs=a.inputs, root=a.root)
     with atomic_path(a.out, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp, compression="gzip")
     log.info("prepared %s: %d cells x %d genes -> %s", a.dataset, adata.n_obs, adata.n_vars, a.out)
 
 
+def cmd_download(a: argparse.Namespace) -> None:
+    from scgraphbench.data.fetch import fetch_dataset
+    from scgraphbench.data.registry import REGISTRY
+
+    source = a.spec.get("source", a.dataset)
+    if source not in REGISTRY:
+        raise ScgbError(f"source '{source}' is not a downloadable dataset",
+                        field=f"datasets.{a.dataset}.source", fix=f"use one of {sorted(REGISTRY)}")
+    fetch_dataset(source, a.root, url=a.spec.get("url"), sha256=a.spec.get("sha256"),
+                  manifest_name=a.dataset)
+
+
 def cmd_build_graph(a: argparse.Namespace) -> None:
     import anndata as ad
 
-    from scgraphbench.graphs.build import build_variant, graph_stats
+    from scgraphbench.graphs.build import build_variant, database_paths
     from scgraphbench.graphs.io import save_graph
     from scgraphbench.io import write_json
 
     adata = ad.read_h5ad(a.prepared)
-    A = build_variant(adata, a.variant, a.params)
-    genes = list(adata.var_names)
-    stats = {"variant": a.variant, **graph_stats(A, genes)}
-    save_graph(a.out, A, genes)
-    write_json(a.stats, stats)
-    log.info("graph %s: %s", a.variant, stats)
+    g = build_variant(adata, a.variant, a.params,
+                      databases=database_paths(a.databases) if a.databases else None,
+                      base=a.base)
+    save_graph(a.out, g.adjacency, g.genes, meta=g.meta)
+    write_json(a.stats, g.stats)
+    log.info("graph %s: %d nodes, %d edges, mean degree %.2f", a.variant, g.stats["nodes"],
+             g.stats["edges"], g.stats["mean_degree"])
+
+
+def cmd_fetch_database(a: argparse.Namespace) -> None:
+    from scgraphbench.graphs.databases import fetch_database
+
+    fetch_database(a.name, a.spec, a.out, info=a.info, cache_dir=a.cache)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from scgraphbench.train.run import run_annotation
+    from scgraphbench.train.run import run_training
 
-    res = run_annotation(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
-                         meta=a.meta)
-    if res:
+    res = run_training(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
+                       meta=a.meta, stop_after_epoch=a.stop_after_epoch,
+                       reference_graph_path=a.reference_graph)
+    if res is None:
+        log.info("%s seed %d: stopped after epoch %d; run again to resume", a.family, a.seed,
+                 a.stop_after_epoch)
+    elif res["task"] == "perturbation":
+        log.info("%s seed %d: pearson_delta %.4f pearson_delta_de %.4f mse %.4g", a.family,
+                 a.seed, res["pearson_delta"], res["pearson_delta_de"], res["mse"])
+    else:
         log.info("%s seed %d: accuracy %.4f macro-F1 %.4f", a.family, a.seed, res["accuracy"],
                  res["macro_f1"])
 
@@ -60,19 +86,40 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_graph_table(a: argparse.Namespace) -> None:
     from scgraphbench.report.aggregate import graph_table
 
-    graph_table(a.stats, a.out)
+    graph_table(a.stats, a.out, graph_paths=a.graphs, overlap_out=a.overlap)
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
     from scgraphbench.report.aggregate import aggregate
 
-    aggregate(a.metrics, a.out_dir)
+    aggregate(a.metrics, a.out)
 
 
-def cmd_figures(a: argparse.Namespace) -> None:
-    from scgraphbench.report.figures import annotation_figures
+def cmd_study(a: argparse.Namespace) -> None:
+    from scgraphbench.report.studies import run_study
 
-    annotation_figures(a.runs, a.out_dir)
+    run_study(a.name, a.runs, a.settings, a.table, a.figure, scaling_csv=a.scaling)
+
+
+def cmd_claims(a: argparse.Namespace) -> None:
+    from scgraphbench.report.claims import write_claims
+
+    print(write_claims(a.runs, a.settings, a.out).to_string(index=False))
+
+
+def cmd_scaling(a: argparse.Namespace) -> None:
+    from scgraphbench.train.scaling import run_scaling
+
+    cfg = a.settings
+    run_scaling(a.models, cfg["n_genes"], a.out, batch_size=cfg.get("batch_size", 32),
+                steps=cfg.get("steps", 6), reps=cfg.get("reps", 1),
+                max_memory_mb=cfg.get("max_memory_mb"), device=cfg.get("device", "auto"))
+
+
+def cmd_scaling_point(a: argparse.Namespace) -> None:
+    from scgraphbench.train.scaling import measure_point
+
+    print(json.dumps(measure_point(**a.spec)))
 
 
 def cmd_list_models(a: argparse.Namespace) -> None:
@@ -90,16 +137,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True)
     s.add_argument("--spec", type=_json, required=True, help="the dataset's config entry, JSON")
     s.add_argument("--inputs", nargs="*", default=None, help="downloaded files, if any")
+    s.add_argument("--root", default="resources/datasets",
+                   help="where a registry dataset is fetched when no --inputs are given")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("download", help="fetch a registry dataset (checksummed, resumable)")
+    s.add_argument("--dataset", required=True, help="the config name of the dataset")
+    s.add_argument("--spec", type=_json, default={},
+                   help="the dataset's config entry, JSON (source, url, sha256)")
+    s.add_argument("--root", default="resources/datasets")
+    s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("build-graph", help="build a gene graph variant from training cells")
     s.add_argument("--prepared", required=True)
     s.add_argument("--variant", required=True)
-    s.add_argument("--params", type=_json, default={})
+    s.add_argument("--params", type=_json, default={},
+                   help="the variant's config entry (kind and parameters), JSON")
+    s.add_argument("--databases", nargs="*", default=None,
+                   help="database tables from fetch-database (kinds grn, both)")
+    s.add_argument("--base", default=None, help="the base graph .npz (kind random)")
     s.add_argument("--out", required=True)
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_build_graph)
+
+    s = sub.add_parser("fetch-database",
+                       help="obtain a regulatory database and normalise it to a table")
+    s.add_argument("--name", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the databases.<name> entry, JSON")
+    s.add_argument("--out", required=True, help="normalised table (.csv.gz)")
+    s.add_argument("--info", default=None, help="provenance and counts (.json)")
+    s.add_argument("--cache", default="resources/databases/raw", help="download folder")
+    s.set_defaults(func=cmd_fetch_database)
 
     s = sub.add_parser("train", help="train and evaluate one (family, seed)")
     s.add_argument("--prepared", required=True)
@@ -111,22 +180,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--meta", type=_json, default={},
                    help="labels stored in metrics.json (dataset, graph, study)")
     s.add_argument("--out-dir", required=True)
+    s.add_argument("--reference-graph", default=None,
+                   help="graph .npz whose edges attention is checked against (default: the "
+                        "dataset's ground-truth uns['grn'], if any)")
+    s.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="stop after this epoch as a kill would (tests resume); rerun to resume")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("graph-table", help="graph stats.json files -> graphs.csv/.md")
     s.add_argument("--stats", nargs="+", required=True)
+    s.add_argument("--graphs", nargs="*", default=None,
+                   help="graph .npz files <dataset>/<variant>.npz, for --overlap")
+    s.add_argument("--overlap", default=None, help="pairwise edge Jaccard table (.csv)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_graph_table)
 
-    s = sub.add_parser("aggregate", help="metrics.json files -> tables")
+    s = sub.add_parser("aggregate", help="metrics.json files -> runs.csv (one row per run)")
     s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_aggregate)
 
-    s = sub.add_parser("figures", help="tables -> seaborn figures")
+    s = sub.add_parser("study", help="runs.csv -> one study's table (CSV, Markdown) and figure")
+    s.add_argument("--name", required=True)
     s.add_argument("--runs", required=True, help="runs.csv written by aggregate")
-    s.add_argument("--out-dir", required=True)
-    s.set_defaults(func=cmd_figures)
+    s.add_argument("--settings", type=_json, default={"studies": {}},
+                   help="studies, baseline and random controls from the config, JSON")
+    s.add_argument("--scaling", default=None, help="scaling.csv (the scaling study)")
+    s.add_argument("--table", required=True)
+    s.add_argument("--figure", required=True)
+    s.set_defaults(func=cmd_study)
+
+    s = sub.add_parser("claims", help="runs.csv -> the claims table with computed verdicts")
+    s.add_argument("--runs", required=True)
+    s.add_argument("--settings", type=_json, default={})
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_claims)
+
+    s = sub.add_parser("scaling", help="time and memory of real training steps against n_genes")
+    s.add_argument("--models", type=_json, required=True, help="{name: {family, params}}, JSON")
+    s.add_argument("--settings", type=_json, required=True, help="the studies.scaling section")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_scaling)
+
+    s = sub.add_parser("scaling-point", help="one (family, n_genes) point; prints JSON")
+    s.add_argument("--spec", type=_json, required=True)
+    s.set_defaults(func=cmd_scaling_point)
 
     s = sub.add_parser("list-models", help="print the registered model families")
     s.set_defaults(func=cmd_list_models)

@@ -1,5 +1,6 @@
 wildcard_constraints:
     seed=r"\d+",
+    setting=r"default|[a-z]+-[0-9a-z.e+-]+",
 
 
 rule train:
@@ -7,27 +8,28 @@ rule train:
         prepared="results/prepared/{dataset}.h5ad",
         graph=graph_input,
     output:
-        metrics="results/runs/{dataset}/{model}/{graph}/seed{seed}/metrics.json",
-        predictions="results/runs/{dataset}/{model}/{graph}/seed{seed}/predictions.csv",
+        metrics="results/runs/{dataset}/{model}/{graph}/{setting}/seed{seed}/metrics.json",
     params:
         family=lambda wc: model_spec(wc.model)["family"],
-        hparams=lambda wc: as_json(model_spec(wc.model)["params"]),
-        train=lambda wc: as_json(train_settings(wc.model)),
+        hparams=lambda wc: as_json(run_params(wc.model, wc.setting)),
+        train=lambda wc: as_json(run_train(wc.model, wc.setting)),
         meta=lambda wc: as_json(
-            dict(dataset=wc.dataset, model=wc.model, graph=wc.graph, study="main")
+            dict(dataset=wc.dataset, model=wc.model, graph=wc.graph, setting=wc.setting)
         ),
         graph_arg=lambda wc, input: f"--graph {input.graph}" if input.graph else "",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
     log:
-        "logs/train/{dataset}/{model}/{graph}/seed{seed}.log",
+        "logs/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{model}/{graph}/seed{seed}.tsv"
+        "benchmarks/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(3000, per_input_mb=4),
+        runtime=scaled(60, per_input_mb=0.1),
+        gpu=train_gpus,
+        gpu_model=train_gpu_model,
     shell:
         "{SCGB} train --prepared {input.prepared} {params.graph_arg} "
         "--family {params.family} --params '{params.hparams}' --train '{params.train}' "

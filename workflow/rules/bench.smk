@@ -1,0 +1,57 @@
+# Cost measurements: real training steps against sequence length (the scaling study) and the
+# attention-kernel benchmark (off by default, on in config/paper.yaml).
+
+
+rule scaling:
+    output:
+        "results/benchmarks/scaling.csv",
+    params:
+        models=lambda wc: as_json(
+            {m: model_spec(m) for m in study_models(study("scaling"))}
+        ),
+        settings=lambda wc: as_json(study("scaling")),
+    log:
+        "logs/benchmarks/scaling.log",
+    benchmark:
+        "benchmarks/benchmarks/scaling.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    shell:
+        "{SCGB} scaling --models '{params.models}' --settings '{params.settings}' "
+        "--out {output} > {log} 2>&1"
+
+
+rule bench_attention:
+    output:
+        csv="results/benchmarks/attention_cost.csv",
+        figure=report(
+            "results/figures/attention_cost.png",
+            caption="../report/attention_cost.rst",
+            category="Figures",
+        ),
+    params:
+        sizes=lambda wc: " ".join(map(str, bench_setting("sizes", [500, 1000, 2000, 4000, 8000]))),
+        degrees=lambda wc: " ".join(map(str, bench_setting("degrees", [13, 20, 33]))),
+        reps=lambda wc: bench_setting("reps", 5),
+        device=lambda wc: bench_setting("device", "auto"),
+        script=os.path.join(workflow.basedir, "benchmarks", "attention_cost.py"),
+    log:
+        "logs/benchmarks/attention_cost.log",
+    benchmark:
+        "benchmarks/benchmarks/attention_cost.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 2
+    resources:
+        mem_mb=20000,
+        runtime=360,
+    shell:
+        "python {params.script} --sizes {params.sizes} "
+        "--degrees {params.degrees} --reps {params.reps} --device {params.device} "
+        "--out-dir results/benchmarks/attention && "
+        "cp results/benchmarks/attention/attention_cost.csv {output.csv} && "
+        "cp results/benchmarks/attention/attention_cost.png {output.figure} > {log} 2>&1"
