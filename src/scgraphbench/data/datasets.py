@@ -41,11 +41,22 @@ def known_sources() -> list[str]:
     return [*LOADER_KINDS, *REGISTRY]
 
 
+def default_task(spec: dict[str, Any]) -> str:
+    """The task an entry means when it names none."""
+    source = spec.get("source")
+    if source in REGISTRY:
+        return REGISTRY[source].task
+    return "perturbation" if source in ("gears", "synthetic_perturbation") else "annotation"
+
+
 def lookup(datasets: dict[str, Any], name: str) -> dict[str, Any]:
     """The config entry of dataset ``name``, or an error listing the configured ones."""
     if name not in datasets:
-        raise ScgbError(f"dataset '{name}' is not in the config; configured: {sorted(datasets)}",
-                        field=f"datasets.{name}", fix="add it under 'datasets:' or fix the name")
+        raise ScgbError(
+            f"dataset '{name}' is not in the config; configured: {sorted(datasets)}",
+            field=f"datasets.{name}",
+            fix="add it under 'datasets:' or fix the name",
+        )
     return datasets[name]
 
 
@@ -64,8 +75,11 @@ def _settings(name: str, spec: dict[str, Any], info: DatasetInfo | None) -> dict
     merged = {**(info.defaults if info else {}), **spec}
     task = merged.get("task") or (info.task if info else "annotation")
     if info and task != info.task:
-        raise ScgbError(f"dataset '{name}' is a {info.task} dataset, config says task: {task}",
-                        field=f"datasets.{name}.task", fix=f"set task: {info.task} or remove it")
+        raise ScgbError(
+            f"dataset '{name}' is a {info.task} dataset, config says task: {task}",
+            field=f"datasets.{name}.task",
+            fix=f"set task: {info.task} or remove it",
+        )
     merged["task"] = task
     return merged
 
@@ -74,8 +88,12 @@ def _common(name: str, s: dict[str, Any]) -> dict[str, Any]:
     return dict(dataset=name, seed=int(s.get("seed", 0)), n_top_genes=s.get("n_top_genes"))
 
 
-def prepare_dataset(name: str, spec: dict[str, Any], inputs: list[str] | None = None,
-                    root: str | Path = DEFAULT_ROOT) -> ad.AnnData:
+def prepare_dataset(
+    name: str,
+    spec: dict[str, Any],
+    inputs: list[str] | None = None,
+    root: str | Path = DEFAULT_ROOT,
+) -> ad.AnnData:
     """Prepared AnnData for the dataset ``name`` described by its config entry ``spec``.
 
     ``inputs``: for a registry dataset, the manifest.json written by the download step; when
@@ -85,10 +103,13 @@ def prepare_dataset(name: str, spec: dict[str, Any], inputs: list[str] | None = 
     if source == "scanpy_pbmc68k_reduced":
         s = _settings(name, spec, None)
         return prepare_annotation(
-            pbmc68k_reduced_counts(), label_key=s.get("label_key", "bulk_labels"),
+            pbmc68k_reduced_counts(),
+            label_key=s.get("label_key", "bulk_labels"),
             source="scanpy.datasets.pbmc68k_reduced",
             val_fraction=float(s.get("val_fraction", 0.15)),
-            test_fraction=float(s.get("test_fraction", 0.15)), **_common(name, s))
+            test_fraction=float(s.get("test_fraction", 0.15)),
+            **_common(name, s),
+        )
     if source in REGISTRY:
         return _prepare_registry(name, spec, REGISTRY[source], inputs, root)
     if source == "h5ad":
@@ -105,47 +126,66 @@ def prepare_dataset(name: str, spec: dict[str, Any], inputs: list[str] | None = 
         s = _settings(name, {"task": "perturbation", **spec}, None)
         adata = synthetic_perturbation_adata(**(s.get("params") or {}))
         return _gears(name, s, adata, "synthetic_perturbation")
-    raise ScgbError(f"unknown source '{source}' for dataset '{name}'",
-                    field=f"datasets.{name}.source", fix=f"use one of {known_sources()}")
+    raise ScgbError(
+        f"unknown source '{source}' for dataset '{name}'",
+        field=f"datasets.{name}.source",
+        fix=f"use one of {known_sources()}",
+    )
 
 
 def _required(name: str, s: dict[str, Any], key: str) -> Any:
     if not s.get(key):
-        raise ScgbError(f"source '{s.get('source')}' needs '{key}'",
-                        field=f"datasets.{name}.{key}", fix=f"add {key}: to the dataset entry")
+        raise ScgbError(
+            f"source '{s.get('source')}' needs '{key}'",
+            field=f"datasets.{name}.{key}",
+            fix=f"add {key}: to the dataset entry",
+        )
     return s[key]
 
 
 def _gears(name: str, s: dict[str, Any], adata: ad.AnnData, source: str) -> ad.AnnData:
-    return prepare_gears(adata, source=source,
-                         train_fraction=float(s.get("train_fraction", 0.75)),
-                         on_missing_gene=s.get("on_missing_gene", "drop"),
-                         exclude_conditions=s.get("exclude_conditions"), **_common(name, s))
+    return prepare_gears(
+        adata,
+        source=source,
+        train_fraction=float(s.get("train_fraction", 0.75)),
+        on_missing_gene=s.get("on_missing_gene", "drop"),
+        exclude_conditions=s.get("exclude_conditions"),
+        **_common(name, s),
+    )
 
 
 # ---------------------------------------------------------------------------- registry
 
 
-def _registry_files(name: str, s: dict[str, Any], info: DatasetInfo,
-                    inputs: list[str] | None, root: str | Path) -> dict[str, Path]:
+def _registry_files(
+    name: str, s: dict[str, Any], info: DatasetInfo, inputs: list[str] | None, root: str | Path
+) -> dict[str, Path]:
     """role -> local path: the offline override, the manifest, or a fetch now."""
     from scgraphbench.data.fetch import fetch_dataset, read_manifest
 
     if s.get("train_path") or s.get("test_path"):
         if info.loader != "scgpt_pair":
-            raise ScgbError(f"'{info.name}' has one file: use 'path', not train_path/test_path",
-                            field=f"datasets.{name}.path", fix="set path: instead")
-        return {"train": Path(_required(name, s, "train_path")),
-                "test": Path(_required(name, s, "test_path"))}
+            raise ScgbError(
+                f"'{info.name}' has one file: use 'path', not train_path/test_path",
+                field=f"datasets.{name}.path",
+                fix="set path: instead",
+            )
+        return {
+            "train": Path(_required(name, s, "train_path")),
+            "test": Path(_required(name, s, "test_path")),
+        }
     path = s.get("path")
     if path:
         p = Path(path)
         if p.suffix in (".zip", ".gz", ".tgz"):  # a local copy of the registered archive
             return fetch_dataset(info.name, root, archive_path=p, sha256=s.get("sha256"))
         if info.loader == "scgpt_pair":
-            raise ScgbError(f"'{info.name}' has a train and a test file", path=str(p),
-                            field=f"datasets.{name}.path",
-                            fix="give train_path and test_path, or path: the figshare zip")
+            raise ScgbError(
+                f"'{info.name}' has a train and a test file",
+                path=str(p),
+                field=f"datasets.{name}.path",
+                fix="give train_path and test_path, or path: the figshare zip",
+            )
         return {info.files[0].role: p}
     if inputs:
         manifest = [i for i in inputs if str(i).endswith("manifest.json")]
@@ -157,12 +197,19 @@ def _registry_files(name: str, s: dict[str, Any], info: DatasetInfo,
 def _check_cells(info: DatasetInfo, role: str, adata: ad.AnnData, path: Path) -> None:
     want = info.expected_cells.get(role)
     if want is not None and adata.n_obs != want:
-        log.warning("%s: %d cells, the published %s %s file has %d; preparing it anyway",
-                    path, adata.n_obs, info.name, role, want)
+        log.warning(
+            "%s: %d cells, the published %s %s file has %d; preparing it anyway",
+            path,
+            adata.n_obs,
+            info.name,
+            role,
+            want,
+        )
 
 
-def _prepare_registry(name: str, spec: dict[str, Any], info: DatasetInfo,
-                      inputs: list[str] | None, root: str | Path) -> ad.AnnData:
+def _prepare_registry(
+    name: str, spec: dict[str, Any], info: DatasetInfo, inputs: list[str] | None, root: str | Path
+) -> ad.AnnData:
     s = _settings(name, spec, info)
     files = _registry_files(name, s, info, inputs, root)
     if info.loader == "gears":
@@ -174,14 +221,20 @@ def _prepare_registry(name: str, spec: dict[str, Any], info: DatasetInfo,
         test = readers.read_h5ad(files["test"], field="test_path")
         _check_cells(info, "train", train, files["train"])
         _check_cells(info, "test", test, files["test"])
-        return _prepare_pair(name, s, train, test, str(files["train"]), str(files["test"]),
-                             label_key=s.get("label_key", info.label_key),
-                             gene_symbols=s.get("gene_symbols", info.gene_symbols),
-                             make_unique=bool(s.get("make_var_names_unique", True)))
+        return _prepare_pair(
+            name,
+            s,
+            train,
+            test,
+            str(files["train"]),
+            str(files["test"]),
+            label_key=s.get("label_key", info.label_key),
+            gene_symbols=s.get("gene_symbols", info.gene_symbols),
+            make_unique=bool(s.get("make_var_names_unique", True)),
+        )
     if info.loader == "pbmc3k_10x":
         path = files[info.files[0].role]
-        counts = (readers.read_h5ad(path) if Path(path).suffix == ".h5ad"
-                  else readers.read_10x(path))
+        counts = readers.read_h5ad(path) if Path(path).suffix == ".h5ad" else readers.read_10x(path)
         _check_cells(info, "matrix_dir", counts, Path(path))
         return _annotate_pbmc3k(name, s, counts, f"pbmc3k:{path}")
     raise AssertionError(f"registry loader {info.loader} has no preparation")  # pragma: no cover
@@ -190,35 +243,63 @@ def _prepare_registry(name: str, spec: dict[str, Any], info: DatasetInfo,
 # ---------------------------------------------------------------------------- annotation
 
 
-def _prepare_pair(name: str, s: dict[str, Any], train: ad.AnnData, test: ad.AnnData,
-                  train_src: str, test_src: str, *, label_key: str, gene_symbols: str | None,
-                  make_unique: bool) -> ad.AnnData:
+def _prepare_pair(
+    name: str,
+    s: dict[str, Any],
+    train: ad.AnnData,
+    test: ad.AnnData,
+    train_src: str,
+    test_src: str,
+    *,
+    label_key: str,
+    gene_symbols: str | None,
+    make_unique: bool,
+) -> ad.AnnData:
     """A train file (split into train/val, stratified) and a test file (the test split)."""
     original_train = train.copy() if gene_symbols else None
     readers.use_gene_symbols(train, gene_symbols, train_src, make_unique)
     readers.use_gene_symbols(test, gene_symbols, test_src, make_unique, reference=original_train)
     for adata, src in ((train, train_src), (test, test_src)):
         if label_key not in adata.obs.columns:
-            raise ScgbError(f"label column '{label_key}' not found; obs has: "
-                            f"{list(adata.obs.columns)}", path=src, field="label_key",
-                            fix="set label_key to one of the columns listed")
+            raise ScgbError(
+                f"label column '{label_key}' not found; obs has: {list(adata.obs.columns)}",
+                path=src,
+                field="label_key",
+                fix="set label_key to one of the columns listed",
+            )
     genes = train.var_names[train.var_names.isin(test.var_names)]
     if len(genes) == 0:
-        raise ScgbError("the train and test files share no genes", path=test_src,
-                        field="var_names", fix="check both files index genes the same way "
-                        "(symbols vs Ensembl ids: see gene_symbols)")
+        raise ScgbError(
+            "the train and test files share no genes",
+            path=test_src,
+            field="var_names",
+            fix="check both files index genes the same way "
+            "(symbols vs Ensembl ids: see gene_symbols)",
+        )
     if len(genes) < max(train.n_vars, test.n_vars):
-        log.warning("using the %d genes common to train (%d) and test (%d)", len(genes),
-                    train.n_vars, test.n_vars)
+        log.warning(
+            "using the %d genes common to train (%d) and test (%d)",
+            len(genes),
+            train.n_vars,
+            test.n_vars,
+        )
     counts_layer = s.get("counts_layer")
     parts = []
     for adata, tag in ((train, "train"), (test, "test")):
         if not genes.is_unique:
-            raise ScgbError("duplicate gene names", path=train_src, field="var_names",
-                            fix="set 'make_var_names_unique: true' for this dataset")
-        part = ad.AnnData(X=adata[:, genes].X, obs=pd.DataFrame(
-            {"_label": adata.obs[label_key].to_numpy()}, index=adata.obs_names.astype(str)),
-            var=pd.DataFrame(index=genes))
+            raise ScgbError(
+                "duplicate gene names",
+                path=train_src,
+                field="var_names",
+                fix="set 'make_var_names_unique: true' for this dataset",
+            )
+        part = ad.AnnData(
+            X=adata[:, genes].X,
+            obs=pd.DataFrame(
+                {"_label": adata.obs[label_key].to_numpy()}, index=adata.obs_names.astype(str)
+            ),
+            var=pd.DataFrame(index=genes),
+        )
         if counts_layer and counts_layer in adata.layers:
             part.layers[counts_layer] = adata[:, genes].layers[counts_layer]
         part.obs_names = [f"{tag}-{c}" for c in part.obs_names]
@@ -227,12 +308,20 @@ def _prepare_pair(name: str, s: dict[str, Any], train: ad.AnnData, test: ad.AnnD
     labels_train = parts[0].obs["_label"]
     split_train = np.full(parts[0].n_obs, "train", dtype=object)
     ok = ~labels_train.isna().to_numpy()
-    split_train[ok] = stratified_split(labels_train[ok], float(s.get("val_fraction", 0.25)), 0.0,
-                                       int(s.get("seed", 0)))
+    split_train[ok] = stratified_split(
+        labels_train[ok], float(s.get("val_fraction", 0.25)), 0.0, int(s.get("seed", 0))
+    )
     split = np.concatenate([split_train, np.full(parts[1].n_obs, "test", dtype=object)])
     return prepare_annotation(
-        combined, label_key="_label", split=split, val_fraction=0.0, test_fraction=0.0,
-        source=f"{train_src} + {test_src}", counts_layer=counts_layer, **_common(name, s))
+        combined,
+        label_key="_label",
+        split=split,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        source=f"{train_src} + {test_src}",
+        counts_layer=counts_layer,
+        **_common(name, s),
+    )
 
 
 def _prepare_h5ad(name: str, s: dict[str, Any]) -> ad.AnnData:
@@ -241,15 +330,29 @@ def _prepare_h5ad(name: str, s: dict[str, Any]) -> ad.AnnData:
     adata = readers.read_h5ad(path)
     if s.get("test_path"):
         test = readers.read_h5ad(s["test_path"], field="test_path")
-        return _prepare_pair(name, s, adata, test, str(path), str(s["test_path"]),
-                             label_key=label_key, gene_symbols=s.get("gene_symbols"),
-                             make_unique=bool(s.get("make_var_names_unique", False)))
-    readers.use_gene_symbols(adata, s.get("gene_symbols"), str(path),
-                             bool(s.get("make_var_names_unique", False)))
+        return _prepare_pair(
+            name,
+            s,
+            adata,
+            test,
+            str(path),
+            str(s["test_path"]),
+            label_key=label_key,
+            gene_symbols=s.get("gene_symbols"),
+            make_unique=bool(s.get("make_var_names_unique", False)),
+        )
+    readers.use_gene_symbols(
+        adata, s.get("gene_symbols"), str(path), bool(s.get("make_var_names_unique", False))
+    )
     return prepare_annotation(
-        adata, label_key=label_key, source=str(path), counts_layer=s.get("counts_layer"),
+        adata,
+        label_key=label_key,
+        source=str(path),
+        counts_layer=s.get("counts_layer"),
         val_fraction=float(s.get("val_fraction", 0.15)),
-        test_fraction=float(s.get("test_fraction", 0.15)), **_common(name, s))
+        test_fraction=float(s.get("test_fraction", 0.15)),
+        **_common(name, s),
+    )
 
 
 def _prepare_10x(name: str, s: dict[str, Any]) -> ad.AnnData:
@@ -258,32 +361,49 @@ def _prepare_10x(name: str, s: dict[str, Any]) -> ad.AnnData:
     if s.get("annotate") == "pbmc3k_tutorial":
         return _annotate_pbmc3k(name, s, counts, str(path))
     if s.get("annotate"):
-        raise ScgbError(f"unknown annotate '{s['annotate']}'", field=f"datasets.{name}.annotate",
-                        fix="use annotate: pbmc3k_tutorial, or give labels: a CSV")
+        raise ScgbError(
+            f"unknown annotate '{s['annotate']}'",
+            field=f"datasets.{name}.annotate",
+            fix="use annotate: pbmc3k_tutorial, or give labels: a CSV",
+        )
     labels_path = s.get("labels")
     if not labels_path:
-        raise ScgbError("a 10x folder has no cell labels", path=str(path),
-                        field=f"datasets.{name}.labels",
-                        fix="add labels: <CSV of barcode,label> (or annotate: pbmc3k_tutorial)")
+        raise ScgbError(
+            "a 10x folder has no cell labels",
+            path=str(path),
+            field=f"datasets.{name}.labels",
+            fix="add labels: <CSV of barcode,label> (or annotate: pbmc3k_tutorial)",
+        )
     label_key = s.get("label_key", "label")
     labels = readers.read_labels_csv(labels_path, label_key)
     common = counts.obs_names.intersection(labels.index)
     if len(common) == 0:
-        raise ScgbError(f"no barcode of {path} occurs in {labels_path}", path=str(labels_path),
-                        field="labels", fix="the CSV's first column must hold the barcodes")
+        raise ScgbError(
+            f"no barcode of {path} occurs in {labels_path}",
+            path=str(labels_path),
+            field="labels",
+            fix="the CSV's first column must hold the barcodes",
+        )
     if len(common) < counts.n_obs:
-        log.warning("%d of %d cells have a label in %s; the rest are dropped", len(common),
-                    counts.n_obs, labels_path)
+        log.warning(
+            "%d of %d cells have a label in %s; the rest are dropped",
+            len(common),
+            counts.n_obs,
+            labels_path,
+        )
     counts = counts[common].copy()
     counts.obs[label_key] = labels.loc[common].to_numpy()
     return prepare_annotation(
-        counts, label_key=label_key, source=str(path),
+        counts,
+        label_key=label_key,
+        source=str(path),
         val_fraction=float(s.get("val_fraction", 0.15)),
-        test_fraction=float(s.get("test_fraction", 0.15)), **_common(name, s))
+        test_fraction=float(s.get("test_fraction", 0.15)),
+        **_common(name, s),
+    )
 
 
-def _annotate_pbmc3k(name: str, s: dict[str, Any], counts: ad.AnnData, source: str
-                     ) -> ad.AnnData:
+def _annotate_pbmc3k(name: str, s: dict[str, Any], counts: ad.AnnData, source: str) -> ad.AnnData:
     """Labels from the scanpy PBMC3k tutorial clustering (see :mod:`scgraphbench.data.pbmc3k`)."""
     from scgraphbench.data.pbmc3k import TutorialParams, tutorial_labels
 
@@ -292,13 +412,19 @@ def _annotate_pbmc3k(name: str, s: dict[str, Any], counts: ad.AnnData, source: s
     counts = counts[labels.index].copy()
     counts.obs["pbmc3k_tutorial_label"] = labels.to_numpy()
     out = prepare_annotation(
-        counts, label_key="pbmc3k_tutorial_label", source=source,
+        counts,
+        label_key="pbmc3k_tutorial_label",
+        source=source,
         val_fraction=float(s.get("val_fraction", 0.15)),
-        test_fraction=float(s.get("test_fraction", 0.2)), **_common(name, s))
+        test_fraction=float(s.get("test_fraction", 0.2)),
+        **_common(name, s),
+    )
     out.uns["scgraphbench"]["annotation"] = {
         "method": "scanpy PBMC3k tutorial clustering + marker table",
-        "cells_in": report["cells_in"], "cells_after_qc": report["cells_after_qc"],
+        "cells_in": report["cells_in"],
+        "cells_after_qc": report["cells_after_qc"],
         "n_clusters": report["n_clusters"],
         "cluster_names": report["cluster_names"],
-        "absent_types": ", ".join(report["absent_types"])}
+        "absent_types": ", ".join(report["absent_types"]),
+    }
     return out

@@ -52,8 +52,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 def check_archive(path: Path, archive: Archive, url: str) -> None:
     """The file must open as its format; an HTML page (a bot challenge) is named as such."""
-    ok = (zipfile.is_zipfile(path) if archive.kind == "zip"
-          else tarfile.is_tarfile(path) if archive.kind == "tar.gz" else True)
+    ok = (
+        zipfile.is_zipfile(path)
+        if archive.kind == "zip"
+        else tarfile.is_tarfile(path)
+        if archive.kind == "tar.gz"
+        else True
+    )
     if ok:
         return
     with open(path, "rb") as fh:
@@ -61,15 +66,19 @@ def check_archive(path: Path, archive: Archive, url: str) -> None:
     looks_html = head.startswith(b"<!doctype html") or head.startswith(b"<html")
     raise ScgbError(
         f"{path} is not a {archive.kind} archive"
-        + (" but an HTML page (the server may have answered with a login or bot-check page)"
-           if looks_html else ""),
-        path=url, field="url",
-        fix=f"delete {path}, download {url} in a browser and set the dataset's 'path' to it")
+        + (
+            " but an HTML page (the server may have answered with a login or bot-check page)"
+            if looks_html
+            else ""
+        ),
+        path=url,
+        field="url",
+        fix=f"download {url} in a browser and set the dataset's 'path' to the file",
+    )
 
 
 def _member_names(names: list[str], basename: str) -> list[str]:
-    hits = [n for n in names if PurePosixPath(n).name == basename
-            and not n.startswith("__MACOSX/")]
+    hits = [n for n in names if PurePosixPath(n).name == basename and not n.startswith("__MACOSX/")]
     return sorted(hits, key=lambda n: (n.count("/"), n))
 
 
@@ -85,8 +94,7 @@ def _copy_stream(src: IO[bytes], dest: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _find_in_zip(zf: zipfile.ZipFile, basename: str, dest: Path, hint: str, depth: int = 0
-                 ) -> bool:
+def _find_in_zip(zf: zipfile.ZipFile, basename: str, dest: Path, hint: str, depth: int = 0) -> bool:
     """Extract the member named ``basename`` (searched in nested zips too) to ``dest``."""
     names = zf.namelist()
     hits = _member_names(names, basename)
@@ -120,13 +128,18 @@ def _extract_tar_dir(path: Path, prefix: str, dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
         with tarfile.open(path, "r:*") as tf:
-            members = [m for m in tf.getmembers()
-                       if m.isfile() and m.name.lstrip("./").startswith(prefix)]
+            members = [
+                m for m in tf.getmembers() if m.isfile() and m.name.lstrip("./").startswith(prefix)
+            ]
             if not members:
-                raise ScgbError(f"no files under '{prefix}' in {path}", path=str(path),
-                                field="archive", fix="check the archive is the one registered")
+                raise ScgbError(
+                    f"no files under '{prefix}' in {path}",
+                    path=str(path),
+                    field="archive",
+                    fix="check the archive is the one registered",
+                )
             for m in members:
-                rel = m.name.lstrip("./")[len(prefix):].lstrip("/")
+                rel = m.name.lstrip("./")[len(prefix) :].lstrip("/")
                 src = tf.extractfile(m)
                 assert src is not None  # m.isfile()
                 with src:
@@ -155,8 +168,12 @@ def extract_member(archive_path: Path, archive: Archive, member: Member, dest: P
                 with zf.open(member.member) as src:
                     _copy_stream(src, dest)
     if not found:
-        raise ScgbError(f"'{member.member}' not found in {archive_path}", path=str(archive_path),
-                        field="archive", fix="check the archive is the one registered")
+        raise ScgbError(
+            f"'{member.member}' not found in {archive_path}",
+            path=str(archive_path),
+            field="archive",
+            fix="check the archive is the one registered",
+        )
     return dest
 
 
@@ -165,10 +182,18 @@ def _local_target(info: DatasetInfo, member: Member, root: Path) -> Path:
     return root / info.name / name
 
 
-def fetch_dataset(name: str, root: str | Path = "resources/datasets", *, url: str | None = None,
-                  sha256: str | None = None, archive_path: str | Path | None = None,
-                  retries: int = 4, timeout: float = 60.0, backoff: float = 0.5,
-                  manifest_name: str | None = None) -> dict[str, Path]:
+def fetch_dataset(
+    name: str,
+    root: str | Path = "resources/datasets",
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    archive_path: str | Path | None = None,
+    retries: int = 4,
+    timeout: float = 60.0,
+    backoff: float = 0.5,
+    manifest_name: str | None = None,
+) -> dict[str, Path]:
     """Download (or take ``archive_path``), check and extract dataset ``name``; role -> path.
 
     ``url``/``sha256`` override the registry's (every registered dataset has one archive).
@@ -184,28 +209,56 @@ def fetch_dataset(name: str, root: str | Path = "resources/datasets", *, url: st
     if archive_path is not None:
         local = Path(archive_path)
         if not local.is_file():
-            raise ScgbError(f"{local} does not exist", path=str(local), field="path",
-                            fix="point 'path' at the downloaded archive")
+            raise ScgbError(
+                f"{local} does not exist",
+                path=str(local),
+                field="path",
+                fix="point 'path' at the downloaded archive",
+            )
         actual = sha256_file(local)
         if want_sha and actual != want_sha.lower():
-            raise ScgbError(f"checksum mismatch for {local}: expected sha256 {want_sha}, got "
-                            f"{actual}", path=str(local), field="sha256",
-                            fix="use the registered archive or drop the sha256 override")
+            raise ScgbError(
+                f"checksum mismatch for {local}: expected sha256 {want_sha}, got {actual}",
+                path=str(local),
+                field="sha256",
+                fix="use the registered archive or drop the sha256 override",
+            )
     else:
         local = root / "_archives" / archive.name
         with _locked(local.with_name(f".{archive.name}.lock")):
-            download(src_url, local, sha256=want_sha, size=None if url else archive.size,
-                     retries=retries, timeout=timeout, backoff=backoff)
+            download(
+                src_url,
+                local,
+                sha256=want_sha,
+                size=None if url else archive.size,
+                retries=retries,
+                timeout=timeout,
+                backoff=backoff,
+            )
             actual = sha256_file(local)
-    check_archive(local, archive, src_url)
+    try:
+        check_archive(local, archive, src_url)
+    except ScgbError:
+        if archive_path is None:  # our own download is useless: the next run fetches again
+            local.unlink(missing_ok=True)
+        raise
     with _locked(local.with_name(f".{archive.name}.lock")):
-        files = {m.role: extract_member(local, archive, m, _local_target(info, m, root))
-                 for m in info.files}
+        files = {
+            m.role: extract_member(local, archive, m, _local_target(info, m, root))
+            for m in info.files
+        }
     manifest: dict[str, Any] = {
-        "dataset": name, "files": {role: str(p) for role, p in files.items()},
-        "archive": {"name": archive.name, "url": src_url, "path": str(local),
-                    "sha256": actual, "pinned_sha256": want_sha,
-                    "unpinned_reason": None if want_sha else archive.unpinned}}
+        "dataset": name,
+        "files": {role: str(p) for role, p in files.items()},
+        "archive": {
+            "name": archive.name,
+            "url": src_url,
+            "path": str(local),
+            "sha256": actual,
+            "pinned_sha256": want_sha,
+            "unpinned_reason": None if want_sha else archive.unpinned,
+        },
+    }
     write_json(root / (manifest_name or name) / MANIFEST, manifest)
     log.info("fetched %s: %s (archive sha256 %s)", name, manifest["files"], actual)
     return files
@@ -214,6 +267,10 @@ def fetch_dataset(name: str, root: str | Path = "resources/datasets", *, url: st
 def read_manifest(path: str | Path) -> dict[str, Path]:
     path = Path(path)
     if not path.is_file():
-        raise ScgbError(f"manifest {path} does not exist", path=str(path), field="inputs",
-                        fix="run `scgraphbench download` for this dataset first")
+        raise ScgbError(
+            f"manifest {path} does not exist",
+            path=str(path),
+            field="inputs",
+            fix="run `scgraphbench download` for this dataset first",
+        )
     return {role: Path(p) for role, p in read_json(path)["files"].items()}

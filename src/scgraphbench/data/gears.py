@@ -68,18 +68,28 @@ def simulation_split(perts: list[str], train_fraction: float, seed: int) -> Simu
     combo_train = rs.choice(both_seen, int(len(both_seen) * train_fraction), replace=False)
     combo_seen2 = np.setdiff1d(both_seen, combo_train).tolist()
     unseen_single = _perts_with_genes(unseen, perts, single=True)
-    combo_seen0 = [p for p in _perts_with_genes(unseen, perts, single=False)
-                   if not seen_set.intersection(genes_of(p))]
+    combo_seen0 = [
+        p
+        for p in _perts_with_genes(unseen, perts, single=False)
+        if not seen_set.intersection(genes_of(p))
+    ]
     train = single_train + [str(p) for p in combo_train]
     test = combo_seen1 + combo_seen2 + unseen_single + combo_seen0
     return SimulationSplit(
-        train=train, test=test,
-        subgroup={"combo_seen0": combo_seen0, "combo_seen1": combo_seen1,
-                  "combo_seen2": combo_seen2, "unseen_single": unseen_single})
+        train=train,
+        test=test,
+        subgroup={
+            "combo_seen0": combo_seen0,
+            "combo_seen1": combo_seen1,
+            "combo_seen2": combo_seen2,
+            "unseen_single": unseen_single,
+        },
+    )
 
 
-def gears_split(conditions: pd.Series, train_fraction: float, seed: int
-                ) -> tuple[dict[str, str], dict[str, str]]:
+def gears_split(
+    conditions: pd.Series, train_fraction: float, seed: int
+) -> tuple[dict[str, str], dict[str, str]]:
     """Condition -> split (GEARS 'simulation'), and test condition -> subgroup.
 
     As GEARS ``DataSplitter.split_data``: test from the full set with ``train_fraction``,
@@ -104,15 +114,26 @@ def top_de_genes(adata: ad.AnnData, n_genes: int = 20) -> dict[str, list[str]]:
     """
     import scanpy as sc
 
-    work = ad.AnnData(X=adata.X, obs=pd.DataFrame(
-        {"condition": adata.obs["condition"].astype(str).to_numpy()}, index=adata.obs_names),
-        var=pd.DataFrame(index=adata.var_names))
+    work = ad.AnnData(
+        X=adata.X,
+        obs=pd.DataFrame(
+            {"condition": adata.obs["condition"].astype(str).to_numpy()}, index=adata.obs_names
+        ),
+        var=pd.DataFrame(index=adata.var_names),
+    )
     groups = [c for c in pd.unique(work.obs["condition"]) if c != CTRL]
     with warnings.catch_warnings():
         # a one-cell condition has no variance: scanpy still ranks it, with a warning
         warnings.simplefilter("ignore")
-        sc.tl.rank_genes_groups(work, groupby="condition", groups=groups, reference=CTRL,
-                                method="t-test", rankby_abs=True, n_genes=n_genes,
-                                use_raw=False)
+        sc.tl.rank_genes_groups(
+            work,
+            groupby="condition",
+            groups=groups,
+            reference=CTRL,
+            method="t-test",
+            rankby_abs=True,
+            n_genes=n_genes,
+            use_raw=False,
+        )
     names = work.uns["rank_genes_groups"]["names"]
     return {g: [str(x) for x in names[g]] for g in names.dtype.names}

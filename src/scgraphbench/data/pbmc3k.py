@@ -54,18 +54,21 @@ class TutorialParams:
     n_neighbors: int = 10
     n_pcs: int = 40
     resolution: float = 1.0
-    hvg: dict = field(default_factory=lambda: {"min_mean": 0.0125, "max_mean": 3,
-                                               "min_disp": 0.5})
+    hvg: dict = field(default_factory=lambda: {"min_mean": 0.0125, "max_mean": 3, "min_disp": 0.5})
 
 
-def assign_cell_types(logn: ad.AnnData, clusters: pd.Series,
-                      markers: dict[str, tuple[str, ...]] = TUTORIAL_MARKERS) -> dict[str, str]:
+def assign_cell_types(
+    logn: ad.AnnData, clusters: pd.Series, markers: dict[str, tuple[str, ...]] = TUTORIAL_MARKERS
+) -> dict[str, str]:
     """Cluster -> cell type by z-scored mean marker expression (see the module doc)."""
     usable = {t: [g for g in genes if g in logn.var_names] for t, genes in markers.items()}
     lost = [t for t, genes in usable.items() if not genes]
     if lost:
-        raise ScgbError(f"no marker genes of {lost} in the data", field="annotate",
-                        fix="the PBMC3k tutorial annotation needs the tutorial's marker genes")
+        raise ScgbError(
+            f"no marker genes of {lost} in the data",
+            field="annotate",
+            fix="the PBMC3k tutorial annotation needs the tutorial's marker genes",
+        )
     genes = sorted({g for gs in usable.values() for g in gs})
     X = logn[:, genes].X
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
@@ -75,8 +78,9 @@ def assign_cell_types(logn: ad.AnnData, clusters: pd.Series,
     return scores.idxmax(axis=1).to_dict()
 
 
-def tutorial_labels(counts: ad.AnnData, *, seed: int = 0,
-                    params: TutorialParams | None = None) -> tuple[pd.Series, dict]:
+def tutorial_labels(
+    counts: ad.AnnData, *, seed: int = 0, params: TutorialParams | None = None
+) -> tuple[pd.Series, dict]:
     """Cell-type label per cell that passes the tutorial's QC (index: those obs_names).
 
     Returns the labels and a report (clusters -> type, cells per type, QC counts).
@@ -92,13 +96,16 @@ def tutorial_labels(counts: ad.AnnData, *, seed: int = 0,
         sc.pp.filter_cells(a, min_genes=p.min_genes)
         sc.pp.filter_genes(a, min_cells=p.min_cells)
         a.var["mt"] = a.var_names.str.startswith("MT-")
-        sc.pp.calculate_qc_metrics(a, qc_vars=["mt"], percent_top=None, log1p=False,
-                                   inplace=True)
-        a = a[(a.obs["n_genes_by_counts"] < p.max_genes)
-              & (a.obs["pct_counts_mt"] < p.max_pct_mt)].copy()
+        sc.pp.calculate_qc_metrics(a, qc_vars=["mt"], percent_top=None, log1p=False, inplace=True)
+        a = a[
+            (a.obs["n_genes_by_counts"] < p.max_genes) & (a.obs["pct_counts_mt"] < p.max_pct_mt)
+        ].copy()
         if a.n_obs < 10:
-            raise ScgbError(f"only {a.n_obs} of {n_in} cells pass the tutorial's QC",
-                            field="annotate", fix="check that the input holds raw counts")
+            raise ScgbError(
+                f"only {a.n_obs} of {n_in} cells pass the tutorial's QC",
+                field="annotate",
+                fix="check that the input holds raw counts",
+            )
         sc.pp.normalize_total(a, target_sum=1e4)
         sc.pp.log1p(a)
         logn = a.copy()
@@ -116,8 +123,12 @@ def tutorial_labels(counts: ad.AnnData, *, seed: int = 0,
     absent = sorted(set(TUTORIAL_MARKERS) - set(names.values()))
     if absent:
         log.warning("PBMC3k annotation: no cluster was named %s", absent)
-    report = {"cells_in": int(n_in), "cells_after_qc": int(a.n_obs),
-              "n_clusters": int(clusters.nunique()), "cluster_names": names,
-              "cells_per_type": {k: int(v) for k, v in labels.value_counts().items()},
-              "absent_types": absent}
+    report = {
+        "cells_in": int(n_in),
+        "cells_after_qc": int(a.n_obs),
+        "n_clusters": int(clusters.nunique()),
+        "cluster_names": names,
+        "cells_per_type": {k: int(v) for k, v in labels.value_counts().items()},
+        "absent_types": absent,
+    }
     return labels, report

@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 # GEARS' per-file DE caches, recomputed on the kept genes as uns['top20_de'].
-GEARS_DE_CACHES = ("rank_genes_groups_cov_all", "top_non_dropout_de_20", "top_non_zero_de_20",
-                   "non_zeros_gene_idx", "non_dropout_gene_idx", "rank_genes_groups")
+GEARS_DE_CACHES = (
+    "rank_genes_groups_cov_all",
+    "top_non_dropout_de_20",
+    "top_non_zero_de_20",
+    "non_zeros_gene_idx",
+    "non_dropout_gene_idx",
+    "rank_genes_groups",
+)
 # log1p of CP10k tops out near 9.2 and of CP-median near 12; counts are integers.
 LOG_MAX = 50.0
 
@@ -55,19 +61,35 @@ def check_expression(adata: ad.AnnData, source: str) -> None:
     """Reject expression matrices that would silently poison every model."""
     data = _values(adata.X)
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.bool_):
-        raise ScgbError(f"expression matrix has non-numeric dtype {data.dtype}", path=source,
-                        field="X", fix="store counts as integers or floats")
+        raise ScgbError(
+            f"expression matrix has non-numeric dtype {data.dtype}",
+            path=source,
+            field="X",
+            fix="store counts as integers or floats",
+        )
     if data.size and not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
-        raise ScgbError(f"expression matrix holds {n_bad} NaN/inf values", path=source,
-                        field="X", fix="remove or impute the non-finite entries before preparing")
+        raise ScgbError(
+            f"expression matrix holds {n_bad} NaN/inf values",
+            path=source,
+            field="X",
+            fix="remove or impute the non-finite entries before preparing",
+        )
     if adata.n_obs == 0 or adata.n_vars == 0:
-        raise ScgbError(f"empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)", path=source,
-                        field="X", fix="check the file is the expression matrix you meant")
+        raise ScgbError(
+            f"empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)",
+            path=source,
+            field="X",
+            fix="check the file is the expression matrix you meant",
+        )
     if adata.var_names.has_duplicates:
         dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
-        raise ScgbError(f"duplicate gene names, e.g. {dups}", path=source, field="var_names",
-                        fix="set 'make_var_names_unique: true' for this dataset in the config")
+        raise ScgbError(
+            f"duplicate gene names, e.g. {dups}",
+            path=source,
+            field="var_names",
+            fix="set 'make_var_names_unique: true' for this dataset in the config",
+        )
 
 
 def input_scale(X, source: str) -> str:
@@ -78,32 +100,44 @@ def input_scale(X, source: str) -> str:
     if data.min() < 0:
         raise ScgbError(
             f"expression has negative values (min {data.min():.3g}): it looks scaled or centred",
-            path=source, field="X",
+            path=source,
+            field="X",
             fix="give raw counts (or log-normalised values) in X, or name the layer holding "
-            "counts with 'counts_layer'")
+            "counts with 'counts_layer'",
+        )
     step = 1 << 22  # chunks keep the check's memory small on 10^8-value matrices
-    if all(np.array_equal(c, np.round(c)) for c in (data[i:i + step]
-                                                    for i in range(0, data.size, step))):
+    if all(
+        np.array_equal(c, np.round(c))
+        for c in (data[i : i + step] for i in range(0, data.size, step))
+    ):
         return "counts"
     if data.max() <= LOG_MAX:
         return "log1p"
     raise ScgbError(
         f"expression is non-integer with values up to {data.max():.3g}: neither counts nor "
-        "log-normalised", path=source, field="X",
-        fix="give raw counts, or log1p of normalised counts, or set 'counts_layer'")
+        "log-normalised",
+        path=source,
+        field="X",
+        fix="give raw counts, or log1p of normalised counts, or set 'counts_layer'",
+    )
 
 
-def require_column(adata: ad.AnnData, column: str, source: str, field: str = "label_key"
-                   ) -> pd.Series:
+def require_column(
+    adata: ad.AnnData, column: str, source: str, field: str = "label_key"
+) -> pd.Series:
     if column not in adata.obs.columns:
         raise ScgbError(
             f"column '{column}' not found; obs has: {list(adata.obs.columns)}",
-            path=source, field=field, fix=f"set {field} to one of the columns listed")
+            path=source,
+            field=field,
+            fix=f"set {field} to one of the columns listed",
+        )
     return adata.obs[column]
 
 
-def stratified_split(labels: pd.Series, val_fraction: float, test_fraction: float,
-                     seed: int) -> np.ndarray:
+def stratified_split(
+    labels: pd.Series, val_fraction: float, test_fraction: float, seed: int
+) -> np.ndarray:
     """Stratified train/val/test assignment; classes too small to stratify go to train."""
     labels = pd.Series(np.asarray(labels, dtype=str))
     split = np.full(len(labels), "train", dtype=object)
@@ -112,29 +146,35 @@ def stratified_split(labels: pd.Series, val_fraction: float, test_fraction: floa
     strat_ok = labels.map(counts).to_numpy() >= 3
     pool = idx[strat_ok]
     if test_fraction > 0:
-        rest, test = train_test_split(pool, test_size=test_fraction, random_state=seed,
-                                      stratify=labels.iloc[pool])
+        rest, test = train_test_split(
+            pool, test_size=test_fraction, random_state=seed, stratify=labels.iloc[pool]
+        )
         split[test] = "test"
         pool = rest
     if val_fraction > 0:
         frac = val_fraction / (1.0 - test_fraction)
-        _, val = train_test_split(pool, test_size=frac, random_state=seed + 1,
-                                  stratify=labels.iloc[pool])
+        _, val = train_test_split(
+            pool, test_size=frac, random_state=seed + 1, stratify=labels.iloc[pool]
+        )
         split[val] = "val"
     return split
 
 
-def normalise_log1p(adata: ad.AnnData, counts_layer: str | None = None,
-                    source: str = "input") -> str:
+def normalise_log1p(
+    adata: ad.AnnData, counts_layer: str | None = None, source: str = "input"
+) -> str:
     """Counts in layers['counts'], log1p(CP10k) in X; returns the input scale it found.
 
     Log-normalised input keeps its X; its counts layer is expm1(X) (see the module doc).
     """
     if counts_layer is not None:
         if counts_layer not in adata.layers:
-            raise ScgbError(f"layer '{counts_layer}' not found; layers: {list(adata.layers)}",
-                            path=source, field="counts_layer",
-                            fix="name an existing layer or remove counts_layer")
+            raise ScgbError(
+                f"layer '{counts_layer}' not found; layers: {list(adata.layers)}",
+                path=source,
+                field="counts_layer",
+                fix="name an existing layer or remove counts_layer",
+            )
         adata.X = adata.layers[counts_layer].copy()
     scale = input_scale(adata.X, source)
     if scale == "counts":
@@ -144,62 +184,92 @@ def normalise_log1p(adata: ad.AnnData, counts_layer: str | None = None,
         adata.uns.pop("log1p", None)
     else:
         adata.layers["counts"] = adata.X.expm1() if sp.issparse(adata.X) else np.expm1(adata.X)
-        log.warning("%s: X is log-normalised (no raw counts); kept as X, counts layer = expm1(X)",
-                    source)
+        log.warning(
+            "%s: X is log-normalised (no raw counts); kept as X, counts layer = expm1(X)", source
+        )
     return scale
 
 
-def select_hvgs_on_train(adata: ad.AnnData, n_top_genes: int | None,
-                         keep: list[str] | None = None) -> ad.AnnData:
+def select_hvgs_on_train(
+    adata: ad.AnnData, n_top_genes: int | None, keep: list[str] | None = None
+) -> ad.AnnData:
     """Pick HVGs from training cells only, then subset every cell to them (plus ``keep``)."""
     if not n_top_genes or n_top_genes >= adata.n_vars:
         return adata
     train = adata[adata.obs["split"] == "train"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hvg = sc.pp.highly_variable_genes(train, n_top_genes=n_top_genes, flavor="seurat",
-                                          inplace=False)
+        hvg = sc.pp.highly_variable_genes(
+            train, n_top_genes=n_top_genes, flavor="seurat", inplace=False
+        )
     mask = hvg["highly_variable"].to_numpy().copy()
     if keep:
         mask |= adata.var_names.isin(keep)
     return adata[:, mask].copy()
 
 
-def finalise(adata: ad.AnnData, *, dataset: str, task: str, seed: int,
-             n_top_genes: int | None, source: str, extra: dict | None = None) -> ad.AnnData:
+def finalise(
+    adata: ad.AnnData,
+    *,
+    dataset: str,
+    task: str,
+    seed: int,
+    n_top_genes: int | None,
+    source: str,
+    extra: dict | None = None,
+) -> ad.AnnData:
     """Common tail of every preparation: types, gene names, provenance, split checks."""
     required = SPLITS if task == "annotation" else ("train", "test")
     for name in required:
         if not (adata.obs["split"] == name).any():
-            raise ScgbError(f"split '{name}' is empty after preparation", path=source,
-                            field="split", fix="use more cells or smaller val/test fractions")
+            raise ScgbError(
+                f"split '{name}' is empty after preparation",
+                path=source,
+                field="split",
+                fix="use more cells or smaller val/test fractions",
+            )
     adata.obs["split"] = pd.Categorical(adata.obs["split"].astype(str), categories=list(SPLITS))
     if "label" in adata.obs:
         adata.obs["label"] = adata.obs["label"].astype(str).astype("category")
         train_labels = set(adata.obs.loc[adata.obs["split"] == "train", "label"])
         unseen = sorted(set(adata.obs["label"]) - train_labels)
         if unseen:
-            raise ScgbError(f"labels {unseen} occur outside the training split only", path=source,
-                            field="label", fix="drop those cells or change the split")
-    adata.X = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(np.float32)
+            raise ScgbError(
+                f"labels {unseen} occur outside the training split only",
+                path=source,
+                field="label",
+                fix="drop those cells or change the split",
+            )
+    adata.X = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(
+        np.float32
+    )
     adata.var["gene_name"] = adata.var_names.astype(str)
-    adata.uns["scgraphbench"] = {"dataset": dataset, "task": task, "seed": int(seed),
-                                 "n_top_genes": int(n_top_genes or adata.n_vars),
-                                 "source": str(source), **(extra or {})}
+    adata.uns["scgraphbench"] = {
+        "dataset": dataset,
+        "task": task,
+        "seed": int(seed),
+        "n_top_genes": int(n_top_genes or adata.n_vars),
+        "source": str(source),
+        **(extra or {}),
+    }
     return adata
 
 
 def _fresh(adata: ad.AnnData, counts_layer: str | None) -> ad.AnnData:
     """A bare copy (X, layers needed, no obs/var clutter) so prepared files stay small."""
-    out = ad.AnnData(X=adata.X.copy(), obs=pd.DataFrame(index=adata.obs_names.astype(str)),
-                     var=pd.DataFrame(index=adata.var_names.astype(str)))
+    out = ad.AnnData(
+        X=adata.X.copy(),
+        obs=pd.DataFrame(index=adata.obs_names.astype(str)),
+        var=pd.DataFrame(index=adata.var_names.astype(str)),
+    )
     if counts_layer is not None and counts_layer in adata.layers:
         out.layers[counts_layer] = adata.layers[counts_layer].copy()
     return out
 
 
-def drop_labels_unseen_in_train(labels: pd.Series, split: np.ndarray, source: str
-                                ) -> tuple[np.ndarray, dict[str, int]]:
+def drop_labels_unseen_in_train(
+    labels: pd.Series, split: np.ndarray, source: str
+) -> tuple[np.ndarray, dict[str, int]]:
     """Mask of cells to keep: val/test cells whose label has no training cell are dropped
     (no classifier can predict a class it never saw); returns the mask and the counts."""
     labels = np.asarray(labels, dtype=str)
@@ -207,15 +277,28 @@ def drop_labels_unseen_in_train(labels: pd.Series, split: np.ndarray, source: st
     drop = ~np.isin(labels, list(train_labels))
     counts = pd.Series(labels[drop]).value_counts().to_dict()
     if counts:
-        log.warning("%s: dropped %d val/test cells whose label never occurs in training: %s",
-                    source, int(drop.sum()), counts)
+        log.warning(
+            "%s: dropped %d val/test cells whose label never occurs in training: %s",
+            source,
+            int(drop.sum()),
+            counts,
+        )
     return ~drop, {str(k): int(v) for k, v in counts.items()}
 
 
-def prepare_annotation(adata: ad.AnnData, *, dataset: str, label_key: str, seed: int,
-                       n_top_genes: int | None, val_fraction: float, test_fraction: float,
-                       source: str, split: np.ndarray | None = None,
-                       counts_layer: str | None = None) -> ad.AnnData:
+def prepare_annotation(
+    adata: ad.AnnData,
+    *,
+    dataset: str,
+    label_key: str,
+    seed: int,
+    n_top_genes: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    source: str,
+    split: np.ndarray | None = None,
+    counts_layer: str | None = None,
+) -> ad.AnnData:
     """Counts (or log-normalised) AnnData + label column -> prepared annotation AnnData.
 
     ``split``: a given per-cell split (values train/val/test), e.g. the scGPT train/test
@@ -235,27 +318,47 @@ def prepare_annotation(adata: ad.AnnData, *, dataset: str, label_key: str, seed:
     if split is not None:
         bad = sorted(set(split) - set(SPLITS))
         if bad:
-            raise ScgbError(f"split values {bad} are not train/val/test", path=source,
-                            field="split", fix="use only train, val and test")
+            raise ScgbError(
+                f"split values {bad} are not train/val/test",
+                path=source,
+                field="split",
+                fix="use only train, val and test",
+            )
         mask, dropped = drop_labels_unseen_in_train(labels, split, source)
         if not mask.all():
             adata, labels, split = adata[mask], labels[mask], split[mask]
     out = _fresh(adata, counts_layer)
     out.obs["label"] = np.asarray(labels, dtype=str)
-    out.obs["split"] = (split if split is not None
-                        else stratified_split(out.obs["label"], val_fraction, test_fraction, seed))
+    out.obs["split"] = (
+        split
+        if split is not None
+        else stratified_split(out.obs["label"], val_fraction, test_fraction, seed)
+    )
     scale = normalise_log1p(out, counts_layer, source)
     out = select_hvgs_on_train(out, n_top_genes)
-    return finalise(out, dataset=dataset, task="annotation", seed=seed,
-                    n_top_genes=n_top_genes, source=source,
-                    extra={"input_scale": scale, "dropped_unseen_labels": dropped})
+    return finalise(
+        out,
+        dataset=dataset,
+        task="annotation",
+        seed=seed,
+        n_top_genes=n_top_genes,
+        source=source,
+        extra={"input_scale": scale, "dropped_unseen_labels": dropped},
+    )
 
 
-def prepare_gears(adata: ad.AnnData, *, dataset: str, seed: int, n_top_genes: int | None,
-                  train_fraction: float = 0.75, source: str,
-                  on_missing_gene: str = "drop",
-                  exclude_conditions: list[str] | None = None,
-                  counts_layer: str | None = "counts") -> ad.AnnData:
+def prepare_gears(
+    adata: ad.AnnData,
+    *,
+    dataset: str,
+    seed: int,
+    n_top_genes: int | None,
+    train_fraction: float = 0.75,
+    source: str,
+    on_missing_gene: str = "drop",
+    exclude_conditions: list[str] | None = None,
+    counts_layer: str | None = "counts",
+) -> ad.AnnData:
     """GEARS ``perturb_processed.h5ad`` layout -> prepared perturbation AnnData.
 
     Input: obs ``condition`` ('A+ctrl', 'A+B', 'ctrl'), optional ``cell_type``/``control``;
@@ -276,19 +379,34 @@ def prepare_gears(adata: ad.AnnData, *, dataset: str, seed: int, n_top_genes: in
       GEARS' own DE caches are not (``top20_de`` replaces them).
     """
     if on_missing_gene not in ("drop", "error"):
-        raise ScgbError(f"on_missing_gene must be 'drop' or 'error', not '{on_missing_gene}'",
-                        path=source, field="on_missing_gene", fix="use drop or error")
+        raise ScgbError(
+            f"on_missing_gene must be 'drop' or 'error', not '{on_missing_gene}'",
+            path=source,
+            field="on_missing_gene",
+            fix="use drop or error",
+        )
     check_expression(adata, source)
     conditions = require_column(adata, "condition", source, field="condition").astype(str)
-    var_names = (adata.var["gene_name"].astype(str).to_numpy() if "gene_name" in adata.var
-                 else adata.var_names.astype(str).to_numpy())
+    var_names = (
+        adata.var["gene_name"].astype(str).to_numpy()
+        if "gene_name" in adata.var
+        else adata.var_names.astype(str).to_numpy()
+    )
     if pd.Index(var_names).has_duplicates:
         dups = pd.Index(var_names)[pd.Index(var_names).duplicated()].unique()[:5].tolist()
-        raise ScgbError(f"duplicate gene names in var['gene_name'], e.g. {dups}", path=source,
-                        field="var.gene_name", fix="make the gene names unique")
+        raise ScgbError(
+            f"duplicate gene names in var['gene_name'], e.g. {dups}",
+            path=source,
+            field="var.gene_name",
+            fix="make the gene names unique",
+        )
     if not (conditions == gears.CTRL).any():
-        raise ScgbError("no control cells (condition 'ctrl')", path=source, field="condition",
-                        fix="label unperturbed cells 'ctrl' as GEARS does")
+        raise ScgbError(
+            "no control cells (condition 'ctrl')",
+            path=source,
+            field="condition",
+            fix="label unperturbed cells 'ctrl' as GEARS does",
+        )
 
     keep = np.ones(adata.n_obs, dtype=bool)
     dropped: dict[str, int] = {}
@@ -297,28 +415,44 @@ def prepare_gears(adata: ad.AnnData, *, dataset: str, seed: int, n_top_genes: in
         dropped.update(conditions[excl].value_counts().to_dict())
         keep &= ~excl
     present = set(var_names)
-    missing = {c: [g for g in gears.genes_of(c) if g not in present]
-               for c in pd.unique(conditions[keep])}
+    missing = {
+        c: [g for g in gears.genes_of(c) if g not in present] for c in pd.unique(conditions[keep])
+    }
     missing = {c: genes for c, genes in missing.items() if genes}
     if missing:
         if on_missing_gene == "error":
             raise ScgbError(
                 f"{len(missing)} conditions perturb genes absent from the data, e.g. "
-                f"{dict(list(missing.items())[:3])}", path=source, field="condition",
-                fix="set on_missing_gene: drop, or use a file whose genes include them")
+                f"{dict(list(missing.items())[:3])}",
+                path=source,
+                field="condition",
+                fix="set on_missing_gene: drop, or use a file whose genes include them",
+            )
         bad = conditions.isin(list(missing)).to_numpy() & keep
         dropped.update(conditions[bad].value_counts().to_dict())
         keep &= ~bad
-        log.warning("%s: dropped %d conditions (%d cells) perturbing genes absent from the "
-                    "data: %s", source, len(missing), int(bad.sum()), sorted(missing)[:10])
+        log.warning(
+            "%s: dropped %d conditions (%d cells) perturbing genes absent from the data: %s",
+            source,
+            len(missing),
+            int(bad.sum()),
+            sorted(missing)[:10],
+        )
     if not keep.all():
         adata, conditions = adata[keep], conditions[keep]
     if not (conditions != gears.CTRL).any():
-        raise ScgbError("no perturbed cells left", path=source, field="condition",
-                        fix="check the condition column and on_missing_gene/exclude_conditions")
+        raise ScgbError(
+            "no perturbed cells left",
+            path=source,
+            field="condition",
+            fix="check the condition column and on_missing_gene/exclude_conditions",
+        )
 
-    out = ad.AnnData(X=adata.X.copy(), obs=pd.DataFrame(index=adata.obs_names.astype(str)),
-                     var=pd.DataFrame(index=var_names))
+    out = ad.AnnData(
+        X=adata.X.copy(),
+        obs=pd.DataFrame(index=adata.obs_names.astype(str)),
+        var=pd.DataFrame(index=var_names),
+    )
     use_layer = counts_layer if counts_layer in adata.layers else None
     if use_layer:
         out.layers[use_layer] = adata.layers[use_layer].copy()
@@ -341,11 +475,20 @@ def prepare_gears(adata: ad.AnnData, *, dataset: str, seed: int, n_top_genes: in
             out.uns[key] = value
     out.uns["top20_de"] = gears.top_de_genes(out, 20)
     out.uns["subgroup"] = subgroup
-    return finalise(out, dataset=dataset, task="perturbation", seed=seed,
-                    n_top_genes=n_top_genes, source=source,
-                    extra={"input_scale": scale, "dropped_conditions":
-                           {str(k): int(v) for k, v in dropped.items()},
-                           "split_rule": "gears_simulation", "train_fraction": train_fraction})
+    return finalise(
+        out,
+        dataset=dataset,
+        task="perturbation",
+        seed=seed,
+        n_top_genes=n_top_genes,
+        source=source,
+        extra={
+            "input_scale": scale,
+            "dropped_conditions": {str(k): int(v) for k, v in dropped.items()},
+            "split_rule": "gears_simulation",
+            "train_fraction": train_fraction,
+        },
+    )
 
 
 def _split_controls(split: np.ndarray, control: np.ndarray, seed: int) -> np.ndarray:

@@ -211,9 +211,11 @@ def get_dataset(name: str) -> DatasetInfo:
         return REGISTRY[name]
     except KeyError:
         raise ScgbError(
-            f"unknown dataset '{name}'", field="source",
+            f"unknown dataset '{name}'",
+            field="source",
             fix=f"use one of {sorted(REGISTRY)} or a loader kind "
-            "(h5ad, 10x, gears, synthetic_perturbation, scanpy_pbmc68k_reduced)") from None
+            "(h5ad, 10x, gears, synthetic_perturbation, scanpy_pbmc68k_reduced)",
+        ) from None
 
 
 def archives(info: DatasetInfo) -> list[Archive]:
