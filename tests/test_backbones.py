@@ -739,3 +739,37 @@ def test_fetch_checkpoint_writes_folder_and_manifest(tmp_path):
         )
     with pytest.raises(ScgbError, match="no files"):
         fetch_checkpoint({"files": {}}, tmp_path / "o", downloader=fake_download)
+
+
+def test_fetch_checkpoint_cli_with_real_downloader(scgpt_ckpt, tmp_path, capsys):
+    """The CLI subcommand the workflow rule runs, with file:// urls (no network here)."""
+    from scgraphbench.cli import main
+
+    folder, _, _ = scgpt_ckpt
+    files = {
+        n: {"url": (folder / n).resolve().as_uri()}
+        for n in ("best_model.pt", "args.json", "vocab.json")
+    }
+    out = tmp_path / "resources" / "checkpoints" / "scgpt"
+    assert (
+        main(
+            [
+                "fetch-checkpoint",
+                "--name",
+                "scgpt",
+                "--spec",
+                json.dumps({"files": files}),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert set(manifest) == {"best_model.pt", "args.json", "vocab.json"}
+    model = get_family("backbone_scgpt")(annotation_ctx(DATASET_GENES), checkpoint=str(out))
+    assert model.coverage.n_matched == 12
+    bad = {**files, "args.json": {**files["args.json"], "sha256": "0" * 64}}
+    out2 = tmp_path / "other"
+    assert main(["fetch-checkpoint", "--spec", json.dumps({"files": bad}), "--out", str(out2)]) == 2
+    assert not out2.exists() and "sha256" in capsys.readouterr().err

@@ -66,6 +66,13 @@ def cmd_fetch_database(a: argparse.Namespace) -> None:
     fetch_database(a.name, a.spec, a.out, info=a.info, cache_dir=a.cache)
 
 
+def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
+    from scgraphbench.models._backbone_common import fetch_checkpoint
+
+    manifest = fetch_checkpoint(a.spec, a.out)
+    log.info("checkpoint %s: %d files -> %s", a.name or "", len(manifest), a.out)
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from scgraphbench.train.run import run_training
 
@@ -169,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", default=None, help="provenance and counts (.json)")
     s.add_argument("--cache", default="resources/databases/raw", help="download folder")
     s.set_defaults(func=cmd_fetch_database)
+
+    s = sub.add_parser("fetch-checkpoint",
+                       help="download a pretrained backbone's checkpoint folder (checksummed)")
+    s.add_argument("--name", default=None, help="the backbones.<name> key, for the log")
+    s.add_argument("--spec", type=_json, required=True,
+                   help="the backbones.<name> entry, JSON: {files: {name: {url, sha256, size}}}")
+    s.add_argument("--out", required=True, help="checkpoint folder to create")
+    s.set_defaults(func=cmd_fetch_checkpoint)
 
     s = sub.add_parser("train", help="train and evaluate one (family, seed)")
     s.add_argument("--prepared", required=True)
