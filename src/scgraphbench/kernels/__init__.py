@@ -1,5 +1,17 @@
 """Sparse graph attention and diffusion on a gene graph shared by the whole batch."""
 
-from scgraphbench.kernels.graph_attention import CSRGraph, graph_attention
+from scgraphbench.kernels.graph_attention import (
+    CSRGraph,
+    diffusion_coefficients,
+    graph_attention,
+    heat_mass,
+    heat_steps_for_tolerance,
+)
 
-__all__ = ["CSRGraph", "graph_attention"]
+__all__ = [
+    "CSRGraph",
+    "diffusion_coefficients",
+    "graph_attention",
+    "heat_mass",
+    "heat_steps_for_tolerance",
+]

@@ -1,34 +1,81 @@
 """Neighbour attention + graph diffusion (GenoHoption) on a CSR graph shared by the batch.
 
-Hand-written because no maintained library offers fused sparse attention + diffusion
-that runs on CPU as well as CUDA.
+Hand-written because no maintained library offers sparse attention + diffusion with an
+explicit backward that runs on CPU as well as CUDA (``torch.sparse`` autograd builds a dense
+(B*H*n)^2 gradient; PyG/DGL layers gather (E, d) messages per edge, which is slow and
+memory-hungry on CPU).
 
-Shapes: q, k, v are (B, H, n, d); the graph has n nodes and E edges (self-loops
-included); attention weights live on edges, (B, H, E).
+Shapes: q, k, v are (B, H, n, d); the graph has n nodes and E edges (self-loops included);
+attention weights live on edges, (B, H, E).
+
+How it runs. The B*H attention matrices share one sparsity pattern, so they are laid out as
+one block-diagonal CSR matrix of size (B*H*n)^2 with B*H*E stored values; then
+- edge scores q_i.k_j/sqrt(d) come from ``torch.sparse.sampled_addmm`` (SDDMM),
+- the softmax over each row's edges from ``torch.segment_reduce`` (max, then sum),
+- A @ X from CSR x dense ``torch.sparse.mm`` (MKL on CPU, cuSPARSE on CUDA),
+- A^T @ X from a second CSR holding the transposed pattern; its values are a fixed
+  permutation (``CSRGraph.perm``) of A's values.
+All four ops exist for CPU and CUDA tensors, so the same code runs on both.
+
+Diffusion. Every mode is a truncated series out = sum_{k=0}^{D} theta_k A^k V, evaluated
+Horner-style (z_D = theta_D V, z_k = theta_k V + A z_{k+1}, out = z_0), so one recursion and
+one hand-written backward serve all modes:
+  g_0 = dOut, g_{k+1} = A^T g_k,  dV = sum_k theta_k g_k,
+  dA (on edges) = sum_{k<D} g_k[i] . z_{k+1}[j]   -- one SDDMM over the stacked states.
+Memory: O(B*H*E) for the attention weights plus D stacked (B, H, n, d) states; with
+``checkpoint=True`` the states are recomputed in the backward instead of stored between the
+forward and the backward (D extra sparse products; saves D*B*H*n*d floats per layer).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+DIFFUSION_MODES = (None, "ppr", "heat")
+
 
 @dataclass
 class CSRGraph:
-    """Row i lists the genes that gene i attends to (its incoming neighbours)."""
+    """Row i lists the genes that gene i attends to (its incoming neighbours).
+
+    ``crow_t``/``col_t`` hold the transposed pattern (A^T in CSR form) and ``perm`` maps it
+    back: the e-th stored edge of A^T is edge ``perm[e]`` of A, so A^T's values are
+    ``values[..., perm]``.
+    """
 
     crow: torch.Tensor  # (n+1,) int64
     col: torch.Tensor  # (E,) int64
     row: torch.Tensor  # (E,) int64, row index of each edge
     n: int
+    crow_t: torch.Tensor | None = None  # (n+1,) int64
+    col_t: torch.Tensor | None = None  # (E,) int64
+    perm: torch.Tensor | None = None  # (E,) int64
+    # block-diagonal index arrays by number of copies (B*H); rebuilt after .to()
+    _blocks: dict[int, tuple[torch.Tensor, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.perm is None:  # derive the transposed pattern (torch ops: any device)
+            # A^T in CSR order = A's edges sorted by (col, row)
+            self.perm = torch.argsort(self.col * self.n + self.row, stable=True)
+            self.col_t = self.row[self.perm]
+            counts = torch.bincount(self.col, minlength=self.n)
+            self.crow_t = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
     @classmethod
     def from_scipy(cls, A: sp.spmatrix, add_self_loops: bool = True) -> CSRGraph:
+        """Binary pattern of a square scipy matrix (explicit zeros dropped, duplicates merged)."""
         A = sp.csr_matrix(A, dtype=np.float32)
+        if A.shape[0] != A.shape[1]:
+            raise ValueError(f"graph adjacency must be square, got shape {A.shape}")
+        A.eliminate_zeros()
         A.data[:] = 1.0
         if add_self_loops:
             A = A + sp.identity(A.shape[0], dtype=np.float32, format="csr")
@@ -44,68 +91,327 @@ class CSRGraph:
     def n_edges(self) -> int:
         return int(self.col.numel())
 
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
     def to(self, device: torch.device | str) -> CSRGraph:
-        return CSRGraph(self.crow.to(device), self.col.to(device), self.row.to(device), self.n)
+        return CSRGraph(
+            self.crow.to(device),
+            self.col.to(device),
+            self.row.to(device),
+            self.n,
+            self.crow_t.to(device),
+            self.col_t.to(device),
+            self.perm.to(device),
+        )
+
+    def block_diagonal(self, copies: int) -> tuple[torch.Tensor, ...]:
+        """(crow, col, crow_t, col_t) of ``copies`` copies of the pattern on a block diagonal.
+
+        int32 when it fits (half the memory; MKL and cuSPARSE take both). The last two
+        batch sizes used are cached: building them costs about as much as one sparse
+        product."""
+        if copies not in self._blocks:
+            if len(self._blocks) >= 2:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[copies] = (
+                *self._expand(self.crow, self.col, copies),
+                *self._expand(self.crow_t, self.col_t, copies),
+            )
+        return self._blocks[copies]
+
+    def _expand(
+        self, crow: torch.Tensor, col: torch.Tensor, copies: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n, E = self.n, self.n_edges
+        dtype = torch.int32 if copies * max(E, n) < 2**31 - 1 else torch.int64
+        dev = self.device
+        crow_b = torch.empty(copies * n + 1, dtype=dtype, device=dev)
+        crow_b[:-1].view(copies, n).copy_(crow[:-1].view(1, n)).add_(
+            torch.arange(copies, device=dev, dtype=dtype).mul_(E).view(-1, 1)
+        )
+        crow_b[-1] = copies * E
+        col_b = torch.empty(copies, E, dtype=dtype, device=dev)
+        col_b.copy_(col.view(1, E)).add_(
+            torch.arange(copies, device=dev, dtype=dtype).mul_(n).view(-1, 1)
+        )
+        return crow_b, col_b.view(-1)
 
 
-def edge_softmax(scores: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
-    """Softmax of (..., E) edge scores over each row's edges."""
-    shape = scores.shape[:-1] + (graph.n,)
-    idx = graph.row.expand_as(scores)
-    row_max = torch.full(shape, -torch.inf, dtype=scores.dtype, device=scores.device)
-    row_max = row_max.scatter_reduce(-1, idx, scores, reduce="amax", include_self=True)
-    ex = torch.exp(scores - row_max.gather(-1, idx))
-    denom = torch.zeros(shape, dtype=scores.dtype, device=scores.device).scatter_add(-1, idx, ex)
-    return ex / denom.gather(-1, idx)
+def diffusion_coefficients(
+    mode: str | None, steps: int, alpha: float = 0.25, t: float = 5.0, normalise_heat: bool = False
+) -> list[float]:
+    """theta_k of the truncated series sum_{k=0}^{D} theta_k A^k V that a mode computes.
 
-
-def propagate(weights: torch.Tensor, graph: CSRGraph, v: torch.Tensor) -> torch.Tensor:
-    """out[..., i, :] = sum over edges e of row i of weights[..., e] * v[..., col[e], :]."""
-    msg = weights.unsqueeze(-1) * v.index_select(-2, graph.col)
-    out = torch.zeros_like(v)
-    return out.index_add(-2, graph.row, msg)
-
-
-def attention_weights(q: torch.Tensor, k: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
-    """Row-softmax of q_i . k_j / sqrt(d) over each gene's neighbours: (B, H, E)."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = (q.index_select(-2, graph.row) * k.index_select(-2, graph.col)).sum(-1) * scale
-    return edge_softmax(scores, graph)
-
-
-def diffusion_coefficients(mode: str, steps: int, alpha: float = 0.25, t: float = 5.0) -> list[float]:
-    """theta_k of the truncated series sum_k theta_k A^k V that a diffusion computes.
-
-    ppr: V_0 = V, V_k = (1-alpha) A V_{k-1} + alpha V  ->  theta_k = alpha (1-alpha)^k for
-    k < steps and (1-alpha)^steps for k = steps.
-    heat: sum_{k<steps} e^{-t} t^k / k! A^k V.
+    - None (plain neighbour attention): out = A V, theta = [0, 1].
+    - ppr: V_0 = V, V_k = (1-alpha) A V_{k-1} + alpha V, out = V_steps, so
+      theta_k = alpha (1-alpha)^k for k < steps and theta_steps = (1-alpha)^steps
+      (the coefficients sum to 1: nothing is truncated away).
+    - heat: V_0 = e^{-t} V, V_k = (t/k) A V_{k-1}, out = sum_{k<steps} V_k, so
+      theta_k = e^{-t} t^k / k! for k < steps. These sum to ``heat_mass(t, steps)`` < 1:
+      with t=5 and steps=6 only 61.6% of the heat kernel's weight is kept (steps=12 keeps
+      99.5%). ``normalise_heat=True`` divides by that sum so the weights sum to 1;
+      ``heat_steps_for_tolerance`` picks steps for a given truncation error instead.
     """
+    if mode is None:
+        return [0.0, 1.0]
+    if steps < 1:
+        raise ValueError(f"diffusion steps must be >= 1, got {steps}")
     if mode == "ppr":
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"PPR alpha must be in [0, 1], got {alpha}")
         return [alpha * (1 - alpha) ** k for k in range(steps)] + [(1 - alpha) ** steps]
     if mode == "heat":
-        return [math.exp(-t) * t**k / math.factorial(k) for k in range(steps)]
-    raise ValueError(f"unknown diffusion mode '{mode}' (expected 'ppr' or 'heat')")
+        if t <= 0:
+            raise ValueError(f"heat-kernel time t must be > 0, got {t}")
+        theta = [math.exp(-t) * t**k / math.factorial(k) for k in range(steps)]
+        if normalise_heat:
+            total = sum(theta)
+            theta = [c / total for c in theta]
+        return theta
+    raise ValueError(f"unknown diffusion mode '{mode}' (expected None, 'ppr' or 'heat')")
 
 
-def graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, graph: CSRGraph, *,
-                    diffusion: str | None = None, alpha: float = 0.25, t: float = 5.0,
-                    steps: int = 6, dropout_p: float = 0.0, training: bool = False) -> torch.Tensor:
-    """Neighbour attention, optionally followed by K steps of PPR or heat-kernel diffusion."""
-    w = attention_weights(q, k, graph)
-    if dropout_p > 0 and training:
-        w = torch.nn.functional.dropout(w, p=dropout_p, training=True)
-    if diffusion is None:
-        return propagate(w, graph, v)
-    if diffusion == "ppr":
-        h = v
-        for _ in range(steps):
-            h = (1 - alpha) * propagate(w, graph, h) + alpha * v
-        return h
-    if diffusion == "heat":
-        h = math.exp(-t) * v
-        out = h
-        for step in range(1, steps):
-            h = (t / step) * propagate(w, graph, h)
-            out = out + h
-        return out
-    raise ValueError(f"unknown diffusion mode '{diffusion}' (expected 'ppr' or 'heat')")
+def heat_mass(t: float, steps: int) -> float:
+    """Share of the heat kernel e^{-t} sum_k t^k/k! kept by ``steps`` terms (a Poisson CDF)."""
+    return sum(math.exp(-t) * t**k / math.factorial(k) for k in range(steps))
+
+
+def heat_steps_for_tolerance(t: float, tol: float = 0.01, max_steps: int = 200) -> int:
+    """Smallest number of heat-diffusion steps whose truncated weight 1 - heat_mass is <= tol.
+
+    Because the attention matrix is row-stochastic (||A^k||_inf = 1), this also bounds the
+    error of the truncated output: ||out - e^{-t} expm(tA) V||_inf <= tol * ||V||_inf.
+    t=5: tol=0.01 -> 12 steps, tol=1e-3 -> 14 steps.
+    """
+    if not 0.0 < tol < 1.0:
+        raise ValueError(f"tolerance must be in (0, 1), got {tol}")
+    if t <= 0:
+        raise ValueError(f"heat-kernel time t must be > 0, got {t}")
+    term, mass = math.exp(-t), 0.0
+    for steps in range(1, max_steps + 1):
+        mass += term  # mass = sum_{k<steps} e^{-t} t^k / k!
+        if 1.0 - mass <= tol:
+            return steps
+        term *= t / steps
+    raise ValueError(f"no steps <= {max_steps} reach tolerance {tol} at t={t}")
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n_cols: int) -> torch.Tensor:
+    with warnings.catch_warnings():  # torch warns that CSR support is "beta"; these ops are not
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            crow, col, values, size=(crow.numel() - 1, n_cols), check_invariants=False
+        )
+
+
+def _csr_mm(
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    values: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
+    add: torch.Tensor | None = None,
+    beta: float = 0.0,
+) -> torch.Tensor:
+    """out = beta * add + A @ x, A the block-diagonal CSR (values flat), x dense (rows, f).
+
+    ``addmm(out=...)`` writes straight into ``out`` (which may be a strided slice): the
+    plain ``torch.sparse.mm`` zero-fills and copies its result, twice the time on CPU."""
+    if out is None:
+        out = x.new_empty(crow.numel() - 1, x.shape[1])
+    if add is None or beta == 0.0:
+        add, beta = out, 0.0  # beta=0: addmm ignores the (uninitialised) input
+    return torch.addmm(add, _csr(crow, col, values, x.shape[0]), x, beta=beta, out=out)
+
+
+def _sddmm(
+    crow: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
+    """Flat edge values scale * a[row(e)] . b[col(e)] on the block-diagonal pattern."""
+    # computed in place into the pattern's values (out=): avoids copying the index arrays;
+    # zeros, because sampled_addmm propagates NaN from the input even with beta=0
+    pattern = _csr(crow, col, a.new_zeros(col.numel()), b.shape[0])
+    torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0, alpha=scale, out=pattern)
+    return pattern.values()
+
+
+def _row_sum(x: torch.Tensor, crow: torch.Tensor) -> torch.Tensor:
+    """(BH, E) -> (BH, n): sum of each row's edges."""
+    return torch.segment_reduce(x, "sum", offsets=crow.expand(x.shape[0], -1), axis=1)
+
+
+def _edge_softmax(scores: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
+    """Softmax of (BH, E) scores over each row's edges, in place."""
+    offsets = graph.crow.expand(scores.shape[0], -1)
+    row_max = torch.segment_reduce(scores, "max", offsets=offsets, axis=1)
+    row_max = torch.nan_to_num(row_max, neginf=0.0)  # rows without edges
+    scores.sub_(row_max.index_select(1, graph.row)).exp_()
+    denom = torch.segment_reduce(scores, "sum", offsets=offsets, axis=1)
+    return scores.div_(denom.index_select(1, graph.row))
+
+
+def _dropout_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tensor:
+    """Keep-mask of attention dropout (drawn from torch's global generator)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1.0 - p)
+
+
+def _diffuse(
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    a_flat: torch.Tensor,
+    v2: torch.Tensor,
+    theta: tuple[float, ...],
+    states: torch.Tensor | None,
+) -> torch.Tensor:
+    """Horner evaluation of sum_k theta_k A^k V: z_D = theta_D V, z_k = theta_k V + A z_{k+1}.
+
+    Returns z_0; when ``states`` (rows, D, f) is given, z_{k+1} is written to states[:, k]."""
+    degree = len(theta) - 1
+    if states is not None:
+        z = torch.mul(v2, theta[degree], out=states[:, degree - 1])
+    else:
+        z = v2 if theta[degree] == 1.0 else v2 * theta[degree]
+    for step in range(degree - 1, -1, -1):
+        out = states[:, step - 1] if states is not None and step > 0 else None
+        z = _csr_mm(crow, col, a_flat, z, out=out, add=v2, beta=theta[step])
+    return z
+
+
+class _GraphAttentionFunction(torch.autograd.Function):
+    """Forward and backward of neighbour attention + diffusion, both written by hand."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        graph: CSRGraph,
+        theta: tuple[float, ...],
+        keep_mask: torch.Tensor | None,
+        keep_scale: float,
+        checkpoint: bool,
+    ) -> torch.Tensor:
+        B, H, n, d = q.shape
+        BH = B * H
+        q2, k2, v2 = (x.reshape(BH * n, d) for x in (q, k, v))
+        crow, col, crow_t, col_t = graph.block_diagonal(BH)
+        scale = 1.0 / math.sqrt(d)
+        p = _edge_softmax(_sddmm(crow, col, q2, k2, scale).view(BH, -1), graph)
+        # the weights the diffusion uses: dropped-out and rescaled in training
+        a = p * keep_mask * keep_scale if keep_mask is not None else p
+        degree = len(theta) - 1
+        need_grad = any(ctx.needs_input_grad[:3])
+        store = need_grad and not checkpoint and degree > 1
+        states = v2.new_empty(BH * n, degree, d) if store else None
+        out = _diffuse(crow, col, a.view(-1), v2, theta, states)
+        if need_grad:
+            ctx.save_for_backward(q2, k2, v2, p, a if keep_mask is not None else None, states)
+            ctx.graph, ctx.theta, ctx.scale, ctx.shape = graph, theta, scale, (B, H, n, d)
+        return out.view(B, H, n, d)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        q2, k2, v2, p, a, states = ctx.saved_tensors
+        graph, theta, scale = ctx.graph, ctx.theta, ctx.scale
+        B, H, n, d = ctx.shape
+        BH, degree = B * H, len(ctx.theta) - 1
+        a = p if a is None else a
+        crow, col, crow_t, col_t = graph.block_diagonal(BH)
+        a_t = a.index_select(1, graph.perm).view(-1)  # A^T's values in its CSR order
+        g = grad_out.reshape(BH * n, d)
+        if degree == 1:
+            z_states = v2 if theta[1] == 1.0 else v2 * theta[1]
+        else:
+            if states is None:  # checkpointed: recompute z_1..z_D
+                states = v2.new_empty(BH * n, degree, d)
+                _diffuse(crow, col, a.view(-1), v2, theta, states)
+            z_states = states.view(BH * n, degree * d)
+        # g_k = (A^T)^k dOut for k < D, stacked for the SDDMM; dV = sum_k theta_k g_k
+        g_states = v2.new_empty(BH * n, degree, d)
+        g = g_states[:, 0].copy_(g)
+        grad_v = g * theta[0] if theta[0] != 0.0 else None
+        for step in range(1, degree + 1):
+            if step == degree and theta[degree] == 0.0:
+                break
+            out = g_states[:, step] if step < degree else None
+            g = _csr_mm(crow_t, col_t, a_t, g, out=out)  # g_step = A^T g_{step-1}
+            if grad_v is None:  # the first non-zero coefficient
+                grad_v = g if out is None and theta[step] == 1.0 else g * theta[step]
+            elif theta[step] != 0.0:
+                grad_v.add_(g, alpha=theta[step])
+        del a_t
+        # dL/dA on edges: sum_k g_k[i] . z_{k+1}[j], one SDDMM over the stacked states
+        grad_a = _sddmm(crow, col, g_states.view(BH * n, degree * d), z_states).view(BH, -1)
+        del g_states, z_states, states
+        # dropout + softmax backward: with a = p * mask * keep_scale,
+        # dS = a * dA - p * rowsum(a * dA)
+        grad_a.mul_(a)
+        row_dot = _row_sum(grad_a, graph.crow)
+        grad_s = grad_a.sub_(p * row_dot.index_select(1, graph.row)).mul_(scale)
+        grad_q = _csr_mm(crow, col, grad_s.view(-1), k2)
+        grad_k = _csr_mm(crow_t, col_t, grad_s.index_select(1, graph.perm).view(-1), q2)
+        shape = (B, H, n, d)
+        return (
+            grad_q.view(shape),
+            grad_k.view(shape),
+            grad_v.view(shape),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def graph_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    graph: CSRGraph,
+    *,
+    diffusion: str | None = None,
+    alpha: float = 0.25,
+    t: float = 5.0,
+    steps: int = 6,
+    dropout_p: float = 0.0,
+    training: bool = False,
+    normalise_heat: bool = False,
+    checkpoint: bool = False,
+) -> torch.Tensor:
+    """Neighbour attention, optionally followed by ``steps`` steps of PPR or heat diffusion.
+
+    q, k, v: (B, H, n, d) on the graph's device; returns (B, H, n, d).
+    Weights A: row softmax of q_i.k_j/sqrt(d) over each row's neighbours, then dropout
+    (p=dropout_p, only when training; the same dropped A is used in every diffusion step).
+    - diffusion=None: out = A V.
+    - 'ppr': V_0 = V, V_k = (1-alpha) A V_{k-1} + alpha V, out = V_steps.
+    - 'heat': V_0 = e^{-t} V, V_k = (t/k) A V_{k-1}, out = sum_{k<steps} V_k; the kept
+      weight is ``heat_mass(t, steps)`` (0.616 at t=5, steps=6); ``normalise_heat=True``
+      divides the output by it. See ``heat_steps_for_tolerance``.
+    ``checkpoint=True`` recomputes the diffusion states in the backward (less memory held
+    between forward and backward, ``steps`` more sparse products).
+    """
+    if diffusion not in DIFFUSION_MODES:
+        raise ValueError(f"unknown diffusion mode '{diffusion}' (expected None, 'ppr' or 'heat')")
+    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(
+            f"q, k, v must share one (B, H, n, d) shape, got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[2] != graph.n:
+        raise ValueError(f"q has {q.shape[2]} tokens but the graph has {graph.n} nodes")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    theta = tuple(diffusion_coefficients(diffusion, steps, alpha, t, normalise_heat))
+    keep_mask, keep_scale = None, 1.0
+    if training and dropout_p > 0:
+        B, H = q.shape[:2]
+        keep_mask = _dropout_mask((B * H, graph.n_edges), dropout_p, q)
+        keep_scale = 1.0 / (1.0 - dropout_p)
+    if len(theta) == 1:  # heat with one step: out = e^{-t} V, no attention at all
+        return v * theta[0]
+    return _GraphAttentionFunction.apply(q, k, v, graph, theta, keep_mask, keep_scale, checkpoint)

@@ -19,23 +19,31 @@ class GraphAttention(MultiHeadMixer):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, ctx: ModelContext,
                  graph: sp.csr_matrix | None, alpha: float = 0.25, t: float = 5.0,
-                 steps: int = 6, **params: Any) -> None:
+                 steps: int = 6, normalise_heat: bool = False, checkpoint: bool = False,
+                 **params: Any) -> None:
         super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
         g = CSRGraph.from_scipy(graph, add_self_loops=True)
-        self.register_buffer("crow", g.crow, persistent=False)
-        self.register_buffer("col", g.col, persistent=False)
-        self.register_buffer("row", g.row, persistent=False)
+        # buffers, so .to(device) moves the graph with the module
+        for name in ("crow", "col", "row", "crow_t", "col_t", "perm"):
+            self.register_buffer(name, getattr(g, name), persistent=False)
         self.n = g.n
+        self._graph: CSRGraph | None = None
         self.alpha, self.t, self.steps = alpha, t, steps
+        self.normalise_heat, self.checkpoint = normalise_heat, checkpoint
 
     @property
     def graph(self) -> CSRGraph:
-        return CSRGraph(self.crow, self.col, self.row, self.n)
+        # kept between calls (it caches the batched index arrays); rebuilt after .to()
+        if self._graph is None or self._graph.col is not self.col:
+            self._graph = CSRGraph(self.crow, self.col, self.row, self.n, self.crow_t,
+                                   self.col_t, self.perm)
+        return self._graph
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return graph_attention(q, k, v, self.graph, diffusion=self.diffusion, alpha=self.alpha,
                                t=self.t, steps=self.steps, dropout_p=self.dropout,
-                               training=self.training)
+                               training=self.training, normalise_heat=self.normalise_heat,
+                               checkpoint=self.checkpoint)
 
 
 class PPRAttention(GraphAttention):
