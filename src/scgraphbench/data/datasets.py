@@ -12,7 +12,9 @@
   ``annotate: pbmc3k_tutorial``;
 - ``gears``: ``path`` to a GEARS ``perturb_processed.h5ad``;
 - ``synthetic_perturbation``: ``params`` for
-  :func:`scgraphbench.data.synthetic.synthetic_perturbation_adata`.
+  :func:`scgraphbench.data.synthetic.synthetic_perturbation_adata`;
+- ``synthetic_positional``: ``mode`` (set|order) + ``params`` for
+  :func:`scgraphbench.data.positional.synthetic_positional_adata` (the positional study).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from scgraphbench.errors import ScgbError
 
 log = logging.getLogger(__name__)
 
-LOADER_KINDS = ("scanpy_pbmc68k_reduced", "h5ad", "10x", "gears", "synthetic_perturbation")
+LOADER_KINDS = ("scanpy_pbmc68k_reduced", "h5ad", "10x", "gears", "synthetic_perturbation",
+                "synthetic_positional")
 DEFAULT_ROOT = "resources/datasets"
 
 
@@ -126,6 +129,12 @@ def prepare_dataset(
         s = _settings(name, {"task": "perturbation", **spec}, None)
         adata = synthetic_perturbation_adata(**(s.get("params") or {}))
         return _gears(name, s, adata, "synthetic_perturbation")
+    if source == "synthetic_positional":
+        from scgraphbench.data.positional import synthetic_positional_adata
+
+        return synthetic_positional_adata(spec.get("mode", "set"), dataset=name,
+                                          seed=int(spec.get("seed", 0)),
+                                          **(spec.get("params") or {}))
     raise ScgbError(
         f"unknown source '{source}' for dataset '{name}'",
         field=f"datasets.{name}.source",
