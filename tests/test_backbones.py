@@ -773,3 +773,92 @@ def test_fetch_checkpoint_cli_with_real_downloader(scgpt_ckpt, tmp_path, capsys)
     out2 = tmp_path / "other"
     assert main(["fetch-checkpoint", "--spec", json.dumps({"files": bad}), "--out", str(out2)]) == 2
     assert not out2.exists() and "sha256" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
+    """workflow/rules/backbones.smk under Snakemake: the schema accepts a backbones section,
+    fetch_checkpoint downloads the files (file:// here), and models resolve their folder or
+    a skip message."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    folder, _, _ = scgpt_ckpt
+    config = yaml.safe_load((repo / "tests" / "configs" / "tiny.yaml").read_text())
+    files = {
+        n: {"url": (folder / n).resolve().as_uri()}
+        for n in ("best_model.pt", "args.json", "vocab.json")
+    }
+    config["backbones"] = {"scgpt": {"checkpoint": None, "files": files}, "geneformer": None}
+    config["models"] = {
+        "scgpt_ppr": {
+            "family": "backbone_scgpt",
+            "graphs": ["coexpr"],
+            "params": {"attention": "diffusion_ppr"},
+        },
+        "scgpt_local": {"family": "backbone_scgpt", "params": {"checkpoint": str(folder)}},
+        "geneformer_dense": {"family": "backbone_geneformer", "params": {}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "Snakefile").write_text(
+        f'configfile: "config.yaml"\n'
+        f'include: "{repo}/workflow/rules/common.smk"\n'
+        f'include: "{repo}/workflow/rules/backbones.smk"\n'
+        "import types\n"
+        "rule all:\n"
+        '    input: "resolved.json"\n'
+        "rule resolve:\n"
+        "    input: [f for m in config['models'] for f in "
+        "backbone_input(types.SimpleNamespace(model=m))]\n"
+        '    output: "resolved.json"\n'
+        "    run:\n"
+        "        import json\n"
+        "        out = {m: {'skip': backbone_skip_reason(m), "
+        "'params': backbone_params(m, model_spec(m)['params'])} for m in config['models']}\n"
+        "        open(output[0], 'w').write(json.dumps(out))\n"
+    )
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    fetched = tmp_path / "resources" / "checkpoints" / "scgpt"
+    assert {"best_model.pt", "args.json", "vocab.json", "MANIFEST.json"} <= {
+        p.name for p in fetched.iterdir()
+    }
+    resolved = json.loads((tmp_path / "resolved.json").read_text())
+    assert resolved["scgpt_ppr"] == {
+        "skip": None,
+        "params": {"attention": "diffusion_ppr", "checkpoint": "resources/checkpoints/scgpt"},
+    }
+    assert resolved["scgpt_local"]["params"]["checkpoint"] == str(folder)
+    assert "backbones.geneformer.checkpoint" in resolved["geneformer_dense"]["skip"]
+    assert "checkpoint" not in resolved["geneformer_dense"]["params"]
+
+
+def test_backbone_source_precedence():
+    from scgraphbench.models._backbone_common import backbone_source
+
+    files = {"best_model.pt": {"url": "https://example.org/x"}}
+    spec = {"family": "backbone_scgpt", "params": {}}
+    assert backbone_source({"family": "transformer"}, {}) is None
+    assert backbone_source(spec, None).folder is None
+    assert "backbones.scgpt.files" in backbone_source(spec, {}).skip_reason("m")
+    fetched = backbone_source(spec, {"scgpt": {"files": files}})
+    assert (fetched.folder, fetched.fetch) == ("resources/checkpoints/scgpt", True)
+    local = backbone_source(spec, {"scgpt": {"checkpoint": "/ck", "files": files}})
+    assert (local.folder, local.fetch) == ("/ck", False)
+    own = {"family": "backbone_scgpt", "params": {"checkpoint": "/mine", "backbone": "other"}}
+    assert backbone_source(own, {"scgpt": {"checkpoint": "/ck"}}).folder == "/mine"
+    named = {"family": "backbone_geneformer", "params": {"backbone": "gf_v1"}}
+    assert backbone_source(named, {"gf_v1": {"checkpoint": "/v1"}}).folder == "/v1"

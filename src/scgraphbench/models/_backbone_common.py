@@ -398,3 +398,49 @@ def fetch_checkpoint(
         shutil.rmtree(out)
     os.replace(partial, out)
     return manifest
+
+
+# -- where a model's checkpoint comes from (used by workflow/rules/backbones.smk) -----------
+
+BACKBONE_FAMILIES = {"backbone_scgpt": "scgpt", "backbone_geneformer": "geneformer"}
+CHECKPOINT_ROOT = "resources/checkpoints"
+
+
+@dataclass
+class BackboneSource:
+    """Where a backbone model's checkpoint comes from."""
+
+    key: str  # the backbones.<key> entry
+    folder: str | None  # what params.checkpoint becomes; None: nothing configured
+    fetch: bool  # True: the workflow downloads it (backbones.<key>.files)
+
+    def skip_reason(self, model: str) -> str | None:
+        if self.folder is not None:
+            return None
+        return (
+            f"model '{model}' skipped: no checkpoint for backbone '{self.key}'; set "
+            f"backbones.{self.key}.checkpoint to a local folder, or backbones.{self.key}."
+            f"files to fetch one (docs/backbones.md)"
+        )
+
+
+def backbone_source(
+    spec: dict[str, Any], backbones: dict[str, Any] | None
+) -> BackboneSource | None:
+    """For a model entry ({family, params, ...}): its checkpoint folder, in order of
+    precedence params.checkpoint, backbones.<key>.checkpoint, the folder fetched from
+    backbones.<key>.files; <key> is params.backbone or the family's default. None for
+    families that are not backbones."""
+    family = spec.get("family")
+    if family not in BACKBONE_FAMILIES:
+        return None
+    params = spec.get("params") or {}
+    key = params.get("backbone") or BACKBONE_FAMILIES[family]
+    entry = (backbones or {}).get(key) or {}
+    if params.get("checkpoint"):
+        return BackboneSource(key, str(params["checkpoint"]), False)
+    if entry.get("checkpoint"):
+        return BackboneSource(key, str(entry["checkpoint"]), False)
+    if entry.get("files"):
+        return BackboneSource(key, f"{CHECKPOINT_ROOT}/{key}", True)
+    return BackboneSource(key, None, False)
