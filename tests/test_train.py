@@ -244,3 +244,36 @@ def test_attention_flops_by_formula():
     assert mixer_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)
     assert mixer_flops(masked, n) < mixer_flops(dense, n)
     assert mixer_flops(object(), n) is None
+
+
+def test_class_weights_by_hand():
+    from scgraphbench.train.data import class_weights
+
+    # sklearn's 'balanced': n / (n_classes * count); an absent class gets 0
+    w = class_weights(np.array([0, 0, 1, 2]), 4)
+    np.testing.assert_allclose(w, [4 / 8, 4 / 4, 4 / 4, 0.0])
+
+
+def test_class_weighting_changes_training(tiny_ann, tmp_path):
+    plain = _run(tiny_ann, tmp_path / "plain")
+    weighted = run_training(
+        str(tiny_ann),
+        None,
+        "transformer",
+        PARAMS,
+        {**TRAIN, "class_weighting": True},
+        0,
+        str(tmp_path / "w"),
+    )
+    assert weighted["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
+
+
+def test_device_and_precision_rules():
+    from scgraphbench.train.trainer import autocast_dtype, resolve_device
+
+    assert autocast_dtype("bf16", torch.device("cpu")) is None  # CPU stays fp32
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ScgbError, match="no GPU"):
+            resolve_device("cuda")

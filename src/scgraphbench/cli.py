@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graph .npz whose edges attention is checked against (default: the "
                         "dataset's ground-truth uns['grn'], if any)")
     s.add_argument("--stop-after-epoch", type=int, default=None,
-                   help="stop after this epoch as a kill would (tests resume); rerun to resume")
+                   help="stop after this (0-based) epoch as a kill would; rerun to resume")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("graph-table", help="graph stats.json files -> graphs.csv/.md")
