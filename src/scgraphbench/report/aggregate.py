@@ -36,8 +36,12 @@ def load_runs(paths: list[str]) -> pd.DataFrame:
         row["metrics_path"] = str(p)
         rows.append(row)
     runs = pd.DataFrame(rows)
-    if "setting" not in runs:
-        runs["setting"] = "default"
+    # runs made by hand may lack the labels Snakemake passes: fill what can be derived
+    for column, default in (("model", runs.get("family")), ("graph", "none"),
+                            ("setting", "default"), ("dataset", "unnamed")):
+        if column not in runs:
+            runs[column] = default
+        runs[column] = runs[column].fillna(runs["family"] if column == "model" else default)
     parts = runs["setting"].fillna("default").str.partition("-")
     runs["setting_key"] = parts[0].where(parts[2] != "", "")
     runs["setting_value"] = parts[2]
