@@ -245,6 +245,12 @@ def test_attention_flops_by_formula():
     assert mixer_flops(masked, n) < mixer_flops(dense, n)
     assert mixer_flops(object(), n) is None
 
+    class OwnLayers:  # a family built from other layers reports its own count
+        def attention_flops(self, n_genes: int) -> int:
+            return 7 * n_genes
+
+    assert mixer_flops(OwnLayers(), n) == 70
+
 
 def test_class_weights_by_hand():
     from scgraphbench.train.data import class_weights

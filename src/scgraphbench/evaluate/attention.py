@@ -146,8 +146,9 @@ def _mixer_map(mod: torch.nn.Module, h: torch.Tensor, n_genes: int) -> np.ndarra
     qkv = mod.qkv(h).view(B, L, 3, H, d // H).permute(2, 0, 3, 1, 4)
     q, k = qkv[0], qkv[1]
     scores = q @ k.transpose(-1, -2) / math.sqrt(d // H)  # (B, H, L, L)
-    if hasattr(mod, "crow") and hasattr(mod, "col"):
-        crow, col = mod.crow.cpu(), mod.col.cpu()
+    holder = mod if hasattr(mod, "crow") else getattr(mod, "graph", None)
+    if hasattr(holder, "crow") and hasattr(holder, "col"):
+        crow, col = holder.crow.cpu(), holder.col.cpu()
         row = torch.repeat_interleave(torch.arange(len(crow) - 1), crow[1:] - crow[:-1])
         mask = torch.zeros(L, L, dtype=torch.bool)
         mask[row, col] = True

@@ -95,7 +95,10 @@ def _mixer_graph_edges(mod: torch.nn.Module) -> int | None:
 
 def mixer_flops(model: Any, n_genes: int) -> int | None:
     """Forward FLOPs per cell of the model's token mixers (formula in the module docstring);
-    None for models without token mixers (scikit-learn style and baseline families)."""
+    None for models without token mixers (scikit-learn style and baseline families). A family
+    built from other layers can define ``attention_flops(n_genes) -> int`` to report its own."""
+    if hasattr(model, "attention_flops"):  # families with their own layers report their own
+        return int(model.attention_flops(n_genes))
     if not isinstance(model, torch.nn.Module):
         return None
     from scgraphbench.models.base import TokenMixer
