@@ -102,3 +102,27 @@ def test_study_writes_table_markdown_and_figures(tmp_path, study: str) -> None:
     else:
         gnn = table.set_index("model").loc["gnn"]
         assert gnn["time_per_step_s_ratio_vs_transformer"] == pytest.approx(0.3)
+
+
+def test_cost_model_fit_and_estimate_arithmetic() -> None:
+    from scgraphbench.report.estimate import estimate_jobs, fit_cost_model, summary_text
+
+    n = np.array([250, 500, 1000, 2000])
+    scaling = pd.DataFrame({"family": "transformer", "n_genes": n, "status": "ok",
+                            "time_per_step_s": 0.4 * (n / 1000) ** 2})
+    scaling = pd.concat([scaling, pd.DataFrame({"family": ["gnn_gcn"], "n_genes": [4000],
+                                                "status": ["skipped: over 600 s"],
+                                                "time_per_step_s": [np.nan]})])
+    model = fit_cost_model(scaling)
+    assert set(model) == {"transformer"}
+    assert model["transformer"]["seconds_at_1000_genes"] == pytest.approx(0.4)
+    assert model["transformer"]["exponent"] == pytest.approx(2.0)
+    jobs = [dict(family="transformer", n_genes=2000, n_train_cells=320, epochs=10,
+                 batch_size=32),
+            dict(family="unknown", n_genes=100, n_train_cells=10, epochs=1, batch_size=32)]
+    table = estimate_jobs(jobs, model)
+    # 1.6 s/step x 10 steps/epoch x 10 epochs = 160 s
+    assert table.loc[0, "hours"] == pytest.approx(160 / 3600)
+    assert math.isnan(table.loc[1, "hours"])
+    text = summary_text(table, "GPU")
+    assert "2 training jobs" in text and "no measured cost for: unknown" in text

@@ -129,6 +129,16 @@ def cmd_scaling_point(a: argparse.Namespace) -> None:
     print(json.dumps(measure_point(**a.spec)))
 
 
+def cmd_fit_cost(a: argparse.Namespace) -> None:
+    import pandas as pd
+    import yaml
+
+    from scgraphbench.report.estimate import fit_cost_model
+
+    model = fit_cost_model(pd.read_csv(a.scaling))
+    print(yaml.safe_dump({"estimate": {"device": a.device, "families": model}}, sort_keys=True))
+
+
 def cmd_list_models(a: argparse.Namespace) -> None:
     from scgraphbench.models.registry import available
 
@@ -240,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scaling-point", help="one (family, n_genes) point; prints JSON")
     s.add_argument("--spec", type=_json, required=True)
     s.set_defaults(func=cmd_scaling_point)
+
+    s = sub.add_parser("fit-cost", help="scaling.csv -> the `estimate:` config block (YAML)")
+    s.add_argument("--scaling", required=True)
+    s.add_argument("--device", required=True, help="where scaling.csv was measured")
+    s.set_defaults(func=cmd_fit_cost)
 
     s = sub.add_parser("list-models", help="print the registered model families")
     s.set_defaults(func=cmd_list_models)

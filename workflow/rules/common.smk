@@ -1,5 +1,6 @@
 # Config validation and the small functions that turn the config into job lists.
 import json
+import sys
 
 from snakemake.utils import validate
 
@@ -265,3 +266,31 @@ def _fill_dataset_tasks():
 
 
 _fill_dataset_tasks()
+
+
+# -- compute estimate (config `estimate:`; printed by every run, dry runs included) ---------
+def print_compute_estimate():
+    est = config.get("estimate")
+    if not est:
+        return
+    from scgraphbench.report.estimate import estimate_jobs, summary_text
+
+    jobs = []
+    for r in runs():
+        spec = dataset_spec(r["dataset"])
+        train = run_train(r["model"], r["setting"])
+        cells = est.get("train_cells", {}).get(r["dataset"], est.get("default_train_cells", 1000))
+        jobs.append(
+            dict(
+                family=model_spec(r["model"])["family"],
+                n_genes=spec.get("n_top_genes") or est.get("default_genes", 3000),
+                n_train_cells=cells * train.get("train_fraction", 1.0),
+                epochs=train.get("epochs", 20),
+                batch_size=train.get("batch_size", 32),
+            )
+        )
+    table = estimate_jobs(jobs, est.get("families", {}), est.get("default_family"))
+    print(summary_text(table, est.get("device", "device")), file=sys.stderr)
+
+
+print_compute_estimate()
