@@ -84,6 +84,9 @@ def test_checkpoint_of_other_settings_is_not_resumed(tiny_ann, tmp_path):
         str(tiny_ann), None, "transformer", {**PARAMS, "dropout": 0.0}, TRAIN, 0, str(out)
     )
     assert other["resumed_from_epoch"] is None and other["epochs_run"] == 3
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: start afresh
+    fresh = _run(tiny_ann, out)
+    assert fresh["resumed_from_epoch"] is None and fresh["epochs_run"] == 3
 
 
 def test_annotation_outputs_and_metrics_keys(tiny_ann, tmp_path, capsys):

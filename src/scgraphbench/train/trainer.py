@@ -52,6 +52,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:  # the config schema rejects these; a hand-written --train may have typos
+            log.warning("ignoring unknown train settings %s (known: %s)", unknown, sorted(known))
         cfg = cls(**{k: v for k, v in d.items() if k in known})
         if not 0.0 < float(cfg.train_fraction) <= 1.0:
             raise ScgbError(
@@ -166,8 +169,12 @@ class Trainer:
     def try_resume(self) -> bool:
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
-        blob = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if blob.get("fingerprint", "") != self.fingerprint:
+        try:
+            blob = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        except Exception as e:  # unreadable (other torch version, disk error): start afresh
+            log.warning("ignoring unreadable checkpoint %s (%s)", self.checkpoint, e)
+            return False
+        if not isinstance(blob, dict) or blob.get("fingerprint", "") != self.fingerprint:
             log.warning("ignoring %s: written for other inputs or settings", self.checkpoint)
             return False
         self.model.load_state_dict(blob["model"])
