@@ -793,7 +793,11 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         n: {"url": (folder / n).resolve().as_uri()}
         for n in ("best_model.pt", "args.json", "vocab.json")
     }
-    config["backbones"] = {"scgpt": {"checkpoint": None, "files": files}, "geneformer": None}
+    config["backbones"] = {
+        "scgpt": {"checkpoint": None, "files": files},
+        "geneformer": None,
+        "gf_v2": {"checkpoint": "/somewhere/gf_v2", "files": files},  # a folder wins
+    }
     config["models"] = {
         "scgpt_ppr": {
             "family": "backbone_scgpt",
@@ -802,6 +806,8 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         },
         "scgpt_local": {"family": "backbone_scgpt", "params": {"checkpoint": str(folder)}},
         "geneformer_dense": {"family": "backbone_geneformer", "params": {}},
+        "geneformer_v2": {"family": "backbone_geneformer", "params": {"backbone": "gf_v2"}},
+        "transformer": {"params": {"d_model": 16}},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(
@@ -844,21 +850,6 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
     assert resolved["scgpt_local"]["params"]["checkpoint"] == str(folder)
     assert "backbones.geneformer.checkpoint" in resolved["geneformer_dense"]["skip"]
     assert "checkpoint" not in resolved["geneformer_dense"]["params"]
-
-
-def test_backbone_source_precedence():
-    from scgraphbench.models._backbone_common import backbone_source
-
-    files = {"best_model.pt": {"url": "https://example.org/x"}}
-    spec = {"family": "backbone_scgpt", "params": {}}
-    assert backbone_source({"family": "transformer"}, {}) is None
-    assert backbone_source(spec, None).folder is None
-    assert "backbones.scgpt.files" in backbone_source(spec, {}).skip_reason("m")
-    fetched = backbone_source(spec, {"scgpt": {"files": files}})
-    assert (fetched.folder, fetched.fetch) == ("resources/checkpoints/scgpt", True)
-    local = backbone_source(spec, {"scgpt": {"checkpoint": "/ck", "files": files}})
-    assert (local.folder, local.fetch) == ("/ck", False)
-    own = {"family": "backbone_scgpt", "params": {"checkpoint": "/mine", "backbone": "other"}}
-    assert backbone_source(own, {"scgpt": {"checkpoint": "/ck"}}).folder == "/mine"
-    named = {"family": "backbone_geneformer", "params": {"backbone": "gf_v1"}}
-    assert backbone_source(named, {"gf_v1": {"checkpoint": "/v1"}}).folder == "/v1"
+    assert resolved["geneformer_v2"]["params"]["checkpoint"] == "/somewhere/gf_v2"
+    assert resolved["transformer"] == {"skip": None, "params": {"d_model": 16}}
+    assert not (tmp_path / "resources" / "checkpoints" / "gf_v2").exists()
