@@ -853,3 +853,67 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
     assert resolved["geneformer_v2"]["params"]["checkpoint"] == "/somewhere/gf_v2"
     assert resolved["transformer"] == {"skip": None, "params": {"d_model": 16}}
     assert not (tmp_path / "resources" / "checkpoints" / "gf_v2").exists()
+
+
+def test_attention_flops_follow_the_cost_formula(scgpt_ckpt):
+    from scgraphbench.train.cost import mixer_flops
+
+    folder, _, _ = scgpt_ckpt
+    n = len(DATASET_GENES)
+    graph = random_graph(n)
+    ctx = annotation_ctx(DATASET_GENES, graph)
+    family = get_family("backbone_scgpt")
+    dense = family(ctx, checkpoint=str(folder), include_zero_genes=True)
+    L, d = 13, 16  # 12 matched genes + <cls>
+    assert mixer_flops(dense, n) == 2 * (8 * L * d * d + 4 * L * L * d)
+    ppr = family(ctx, checkpoint=str(folder), attention="diffusion_ppr", steps=3)
+    E = ppr.graph.graph.n_edges  # matched genes + <cls> edges + self-loops
+    assert E == graph[:12, :12].nnz + 2 * 12 + 13
+    assert mixer_flops(ppr, n) == 2 * (8 * L * d * d + (4 + 2 * 3) * E * (d + 1))
+
+
+def test_scgpt_perturbation_run_end_to_end(tmp_path):
+    """scGPT through the common perturbation run path on the data stage's synthetic GEARS
+    preparation; Geneformer is refused for this task before anything is built."""
+    from scgraphbench.data.prepare import prepare_gears
+    from scgraphbench.data.synthetic import synthetic_perturbation_adata
+    from scgraphbench.graphs.io import save_graph
+    from scgraphbench.io import read_json
+    from scgraphbench.train.run import run_training
+
+    raw = synthetic_perturbation_adata(
+        n_genes=24, n_perturbations=8, n_combos=4, cells_per_perturbation=8, n_control=60, seed=1
+    )
+    prepared = prepare_gears(
+        raw, dataset="syn", seed=0, n_top_genes=None, source="synthetic_perturbation"
+    )
+    path = tmp_path / "syn.h5ad"
+    prepared.write_h5ad(path)
+    genes = list(prepared.var_names)
+    folder = tmp_path / "ckpt"
+    build_scgpt_checkpoint(folder, genes[:20])
+    save_graph(tmp_path / "g.npz", random_graph(len(genes), p=0.2), genes)
+    train = {"epochs": 2, "batch_size": 32, "device": "cpu", "lr": 1e-3}
+    params = {"checkpoint": str(folder), "attention": "diffusion_ppr", "steps": 2}
+    res = run_training(
+        str(path),
+        str(tmp_path / "g.npz"),
+        "backbone_scgpt",
+        params,
+        train,
+        0,
+        str(tmp_path / "run"),
+    )
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["n_parameters"] == res["n_parameters"] > 0
+    assert np.isfinite(metrics["pearson_delta"]) and metrics["epochs_run"] == 2
+    with pytest.raises(ScgbError, match="does not do the perturbation task"):
+        run_training(
+            str(path),
+            None,
+            "backbone_geneformer",
+            {"checkpoint": str(folder)},
+            train,
+            0,
+            str(tmp_path / "run_gf"),
+        )

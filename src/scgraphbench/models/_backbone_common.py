@@ -304,6 +304,28 @@ def attention_core(
     return out.to(dtype)
 
 
+def attention_flops(
+    *,
+    n_layers: int,
+    d_model: int,
+    n_tokens: int,
+    mode: str,
+    graph: CSRGraph | None,
+    steps: int,
+    mapped: bool,
+) -> int:
+    """Forward FLOPs per cell of the attention layers, by train/cost.py's formula: 8 L d^2
+    for the Q/K/V/O projections, plus 4 L^2 d (dense) or (4 + 2 steps) E d' (graph, E edges
+    with self-loops and global edges; d' = d + 1 with the per-cell masking channel)."""
+    flops = 8 * n_tokens * d_model * d_model
+    if mode == "dense" or graph is None:
+        flops += 4 * n_tokens * n_tokens * d_model
+    else:
+        n_steps = steps if _DIFFUSION[mode] else 0
+        flops += (4 + 2 * n_steps) * graph.n_edges * (d_model + (1 if mapped else 0))
+    return int(n_layers * flops)
+
+
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, L, H*d) -> (B, H, L, d)."""
     B, L, D = x.shape

@@ -42,6 +42,7 @@ from scgraphbench.errors import ScgbError
 from scgraphbench.models._backbone_common import (
     GraphHolder,
     attention_core,
+    attention_flops,
     check_attention_mode,
     check_diffusion_params,
     check_freeze_layers,
@@ -137,6 +138,7 @@ class GeneformerBackbone(nn.Module):
     """
 
     recommended_lr = 5e-5  # Geneformer's cell-classification example (AdamW, linear schedule)
+    tasks = ("annotation",)
     needs_graph = False
 
     def __init__(
@@ -308,6 +310,19 @@ class GeneformerBackbone(nn.Module):
             if path is not None and path.resolve() != (folder / path.name).resolve():
                 shutil.copyfile(path, folder / path.name)
         return folder
+
+    def attention_flops(self, n_genes: int) -> int:
+        """Attention FLOPs per cell (train/cost.py's formula), for a cell whose detected
+        genes fill the input (the bound); graph modes run on every matched gene."""
+        return attention_flops(
+            n_layers=self.config.num_hidden_layers,
+            d_model=self.config.hidden_size,
+            n_tokens=min(len(self.gene_idx) + self.n_global, self.max_len),
+            mode=self.attention,
+            graph=self.graph.graph,
+            steps=self.core_params["steps"],
+            mapped=True,
+        )
 
     # -- rank-value encoding ---------------------------------------------------------------
     def tokens(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ from scgraphbench.io import atomic_path, write_json
 from scgraphbench.models._backbone_common import (
     GraphHolder,
     attention_core,
+    attention_flops,
     check_attention_mode,
     check_diffusion_params,
     check_freeze_layers,
@@ -237,6 +238,7 @@ class ScGPTBackbone(nn.Module):
     """
 
     recommended_lr = 1e-4  # scGPT's annotation and perturbation tutorials
+    tasks = ("annotation", "perturbation")
     needs_graph = False  # only the graph attention modes need one; checked in __init__
 
     def __init__(
@@ -417,6 +419,19 @@ class ScGPTBackbone(nn.Module):
         if vocab.resolve() != (folder / "vocab.json").resolve():
             shutil.copyfile(vocab, folder / "vocab.json")
         return folder
+
+    def attention_flops(self, n_genes: int) -> int:
+        """Attention FLOPs per cell (train/cost.py's formula); with only non-zero genes as
+        tokens this is the bound for a cell that expresses every matched gene."""
+        return attention_flops(
+            n_layers=len(self.transformer_encoder.layers),
+            d_model=self.d_model,
+            n_tokens=len(self.gene_idx) + self.n_global,
+            mode=self.attention,
+            graph=self.graph.graph,
+            steps=self.core_params["steps"],
+            mapped=not self.include_zero,
+        )
 
     # -- tokens ------------------------------------------------------------------------------
     def values(self, xm: torch.Tensor) -> torch.Tensor:
