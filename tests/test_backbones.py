@@ -917,3 +917,42 @@ def test_scgpt_perturbation_run_end_to_end(tmp_path):
             0,
             str(tmp_path / "run_gf"),
         )
+
+
+@pytest.mark.parametrize("style", ["category", "scaling"])
+def test_scgpt_other_value_encodings(scgpt_ckpt, style):
+    """args.json's input_emb_style: category (an embedding of the bin) or scaling
+    (gene embedding times the value), as scGPT's TransformerModel."""
+    folder, _, _ = scgpt_ckpt
+    args = json.loads((folder / "args.json").read_text())
+    state = torch.load(folder / "best_model.pt", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("value_encoder.")}
+    n_bins, d = args["n_bins"], args["embsize"]
+    if style == "category":
+        state["value_encoder.embedding.weight"] = torch.randn(n_bins + 2, d)
+        state["value_encoder.enc_norm.weight"] = torch.rand(d) + 0.5
+        state["value_encoder.enc_norm.bias"] = torch.randn(d)
+    torch.save(state, folder / "best_model.pt")
+    pad_value = n_bins if style == "category" else -2
+    (folder / "args.json").write_text(
+        json.dumps({**args, "input_emb_style": style, "pad_value": pad_value})
+    )
+    model = get_family("backbone_scgpt")(annotation_ctx(DATASET_GENES), checkpoint=str(folder))
+    model.eval()
+    x = expression(3, len(DATASET_GENES), seed=11)
+    tok = model.tokens(x)
+    with torch.no_grad():
+        got = model._embed(tok["ids"], tok["values"])
+        genes = model.encoder(tok["ids"])
+        if style == "category":
+            emb = F.embedding(tok["values"].long(), state["value_encoder.embedding.weight"])
+            want = genes + F.layer_norm(
+                emb,
+                (d,),
+                state["value_encoder.enc_norm.weight"],
+                state["value_encoder.enc_norm.bias"],
+            )
+        else:
+            want = genes * tok["values"].unsqueeze(-1)
+    torch.testing.assert_close(got, want)
+    assert tok["values"][tok["ids"].eq(model.pad_id)].eq(pad_value).all()

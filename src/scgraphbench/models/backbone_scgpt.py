@@ -326,7 +326,8 @@ class ScGPTBackbone(nn.Module):
             self.value_encoder: nn.Module = ContinuousValueEncoder(d_model, drop)
         elif self.input_emb_style == "category":
             n_input_bins = int(args.get("n_input_bins", self.n_bins + 2))
-            self.value_encoder = CategoryValueEncoder(n_input_bins, d_model)
+            pad_bin = int(self.pad_value) if 0 <= self.pad_value < n_input_bins else None
+            self.value_encoder = CategoryValueEncoder(n_input_bins, d_model, padding_idx=pad_bin)
         elif self.input_emb_style == "scaling":
             self.value_encoder = nn.Identity()
         else:
@@ -481,7 +482,9 @@ class ScGPTBackbone(nn.Module):
         if self.input_emb_style == "scaling" and not self.perturbation:
             return src * values.unsqueeze(-1)
         if self.input_emb_style == "category" and not self.perturbation:
-            values = torch.where(values < 0, torch.zeros_like(values), values)  # padding
+            # scGPT gives category inputs a non-negative pad value (n_bins); a negative one
+            # is read as bin 0 (the key is masked anyway)
+            values = torch.where(values < 0, torch.zeros_like(values), values)
         return src + self.value_encoder(values)
 
     def encode(
