@@ -56,7 +56,7 @@ def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None
     assert {"frac-0.5", "alpha-0.5", "default"} <= set(runs["setting"])
     claims = pd.read_csv(wd / "results/tables/claims.csv")
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not testable"}
-    for study in ("main", "cost", "few_shot", "sensitivity", "scaling"):
+    for study in ("main", "cost", "few_shot", "sensitivity", "scaling", "ablation"):
         assert (wd / f"results/tables/{study}.csv").exists()
         assert (wd / f"results/tables/{study}.md").exists()
         assert (wd / f"results/figures/{study}.png").stat().st_size > 10_000
@@ -88,7 +88,8 @@ def test_rerun_does_nothing_and_param_change_reruns_only_that_model(finished_run
     assert jobs.pop("train") == len(cfg["seeds"])  # only logreg's seeds
     assert set(jobs) - {"aggregate", "claims", "all"} <= {f"study_{s}" for s in
                                                           ("main", "cost", "few_shot",
-                                                           "sensitivity", "scaling")}
+                                                           "sensitivity", "scaling",
+                                                           "ablation")}
     train_lines = re.findall(r"output: (results/runs/\S+?)/metrics.json", res.stdout + res.stderr)
     assert train_lines and all("/logreg/" in p for p in train_lines)
 

@@ -102,12 +102,23 @@ def all_datasets():
     return {**config["datasets"], **study_datasets()}
 
 
+SKIP_MESSAGES = set()
+
+
 def runs():
-    """Every (dataset, model, graph, setting, seed) that some enabled study needs, deduplicated."""
+    """Every (dataset, model, graph, setting, seed) that some enabled study needs, deduplicated.
+
+    Backbone models without a configured checkpoint are left out, with a message."""
     seen = set()
     out = []
 
     def add(dataset, model, graph, setting=DEFAULT_SETTING, seeds=None):
+        reason = backbone_skip_reason(model)
+        if reason:
+            if reason not in SKIP_MESSAGES:
+                SKIP_MESSAGES.add(reason)
+                print(reason, file=sys.stderr)
+            return
         for seed in seeds or config["seeds"]:
             key = (dataset, model, graph, setting, seed)
             if key not in seen:

@@ -7,11 +7,12 @@ rule train:
     input:
         prepared="results/prepared/{dataset}.h5ad",
         graph=graph_input,
+        checkpoint=backbone_input,
     output:
         metrics="results/runs/{dataset}/{model}/{graph}/{setting}/seed{seed}/metrics.json",
     params:
         family=lambda wc: model_spec(wc.model)["family"],
-        hparams=lambda wc: as_json(run_params(wc.model, wc.setting)),
+        hparams=lambda wc: as_json(backbone_params(wc.model, run_params(wc.model, wc.setting))),
         train=lambda wc: as_json(run_train(wc.model, wc.setting)),
         meta=lambda wc: as_json(
             dict(dataset=wc.dataset, model=wc.model, graph=wc.graph, setting=wc.setting)
