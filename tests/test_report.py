@@ -126,3 +126,4 @@ def test_cost_model_fit_and_estimate_arithmetic() -> None:
     assert math.isnan(table.loc[1, "hours"])
     text = summary_text(table, "GPU")
     assert "2 training jobs" in text and "no measured cost for: unknown" in text
+

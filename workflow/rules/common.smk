@@ -36,6 +36,16 @@ def model_spec(name):
     return spec
 
 
+def model_tasks(model):
+    from scgraphbench.models.tasks import family_tasks
+
+    return model_spec(model).get("tasks") or family_tasks(model_spec(model)["family"])
+
+
+def dataset_task(name):
+    return dataset_spec(name).get("task", "annotation")
+
+
 def model_graphs(model):
     """Graph variants a model runs on; graph-free families run once on 'none'."""
     return model_spec(model)["graphs"] or [NO_GRAPH]
@@ -89,7 +99,7 @@ def study_models(section):
 
 def datasets_for(section=None, task=None):
     names = (section or {}).get("datasets") or list(config["datasets"])
-    return [d for d in names if task is None or dataset_spec(d).get("task", "annotation") == task]
+    return [d for d in names if task is None or dataset_task(d) == task]
 
 
 def study_datasets():
@@ -113,6 +123,8 @@ def runs():
     out = []
 
     def add(dataset, model, graph, setting=DEFAULT_SETTING, seeds=None):
+        if dataset_task(dataset) not in model_tasks(model):
+            return
         reason = backbone_skip_reason(model)
         if reason:
             if reason not in SKIP_MESSAGES:
@@ -189,7 +201,7 @@ STUDIES = ["main", "cost", "few_shot", "sensitivity", "ablation", "positional", 
 
 def enabled_studies():
     """'main' and 'cost' always; the others when switched on in config['studies']."""
-    tasks = {dataset_spec(d).get("task", "annotation") for d in config["datasets"]}
+    tasks = {dataset_task(d) for d in config["datasets"]}
     names = ["main", "cost"] + [s for s in STUDIES[2:] if study(s)]
     if "perturbation" in tasks:
         names.append("perturbation")

@@ -128,6 +128,8 @@ def run_annotation(
         gene_names=data.genes,
         n_classes=len(data.classes),
         graph=graph,
+        # 'rank': cells are shown as their genes in rank order without values (positional study)
+        extra={"token_order": adata.uns.get("scgraphbench", {}).get("token_order", "index")},
     )
     model = build_family(family, ctx, params, seed)
     out.mkdir(parents=True, exist_ok=True)
