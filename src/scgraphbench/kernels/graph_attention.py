@@ -92,6 +92,11 @@ class CSRGraph:
         return int(self.col.numel())
 
     @property
+    def degrees(self) -> torch.Tensor:
+        """(n,) number of edges of each row."""
+        return self.crow[1:] - self.crow[:-1]
+
+    @property
     def device(self) -> torch.device:
         return self.col.device
 
@@ -228,29 +233,46 @@ def _csr_mm(
 
 
 def _sddmm(
-    crow: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0
+    crow: torch.Tensor,
+    col: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: float = 1.0,
+    values: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Flat edge values scale * a[row(e)] . b[col(e)] on the block-diagonal pattern."""
+    """Flat edge values scale * a[row(e)] . b[col(e)] on the block-diagonal pattern.
+
+    Written into ``values`` (flat, E*copies) when given: fresh CPU buffers cost page faults."""
     # computed in place into the pattern's values (out=): avoids copying the index arrays;
-    # zeros, because sampled_addmm propagates NaN from the input even with beta=0
-    pattern = _csr(crow, col, a.new_zeros(col.numel()), b.shape[0])
+    # zeroed, because sampled_addmm propagates NaN from the input even with beta=0
+    values = a.new_zeros(col.numel()) if values is None else values.zero_()
+    pattern = _csr(crow, col, values, b.shape[0])
     torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0, alpha=scale, out=pattern)
-    return pattern.values()
+    return values
 
 
-def _row_sum(x: torch.Tensor, crow: torch.Tensor) -> torch.Tensor:
-    """(BH, E) -> (BH, n): sum of each row's edges."""
-    return torch.segment_reduce(x, "sum", offsets=crow.expand(x.shape[0], -1), axis=1)
+def _row_sum(x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """(BH, E) -> (BH, n): sum of each row's edges (sparse matrix-vector product with ones;
+    about 3x faster than ``segment_reduce`` on CPU)."""
+    rows = crow.numel() - 1
+    ones = x.new_ones(rows)
+    return torch.addmv(ones, _csr(crow, col, x.view(-1), rows), ones, beta=0.0).view(x.shape[0], -1)
 
 
-def _edge_softmax(scores: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
+def _to_edges(stat: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
+    """(BH, n) per-row values -> (BH, E), each row's value repeated over its edges."""
+    return torch.repeat_interleave(stat, graph.degrees, dim=1, output_size=graph.n_edges)
+
+
+def _edge_softmax(
+    scores: torch.Tensor, graph: CSRGraph, crow: torch.Tensor, col: torch.Tensor
+) -> torch.Tensor:
     """Softmax of (BH, E) scores over each row's edges, in place."""
     offsets = graph.crow.expand(scores.shape[0], -1)
     row_max = torch.segment_reduce(scores, "max", offsets=offsets, axis=1)
     row_max = torch.nan_to_num(row_max, neginf=0.0)  # rows without edges
-    scores.sub_(row_max.index_select(1, graph.row)).exp_()
-    denom = torch.segment_reduce(scores, "sum", offsets=offsets, axis=1)
-    return scores.div_(denom.index_select(1, graph.row))
+    scores.sub_(_to_edges(row_max, graph)).exp_()
+    return scores.div_(_to_edges(_row_sum(scores, crow, col), graph))
 
 
 def _dropout_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tensor:
@@ -300,7 +322,7 @@ class _GraphAttentionFunction(torch.autograd.Function):
         q2, k2, v2 = (x.reshape(BH * n, d) for x in (q, k, v))
         crow, col, crow_t, col_t = graph.block_diagonal(BH)
         scale = 1.0 / math.sqrt(d)
-        p = _edge_softmax(_sddmm(crow, col, q2, k2, scale).view(BH, -1), graph)
+        p = _edge_softmax(_sddmm(crow, col, q2, k2, scale).view(BH, -1), graph, crow, col)
         # the weights the diffusion uses: dropped-out and rescaled in training
         a = p * keep_mask * keep_scale if keep_mask is not None else p
         degree = len(theta) - 1
@@ -331,8 +353,11 @@ class _GraphAttentionFunction(torch.autograd.Function):
                 _diffuse(crow, col, a.view(-1), v2, theta, states)
             z_states = states.view(BH * n, degree * d)
         # g_k = (A^T)^k dOut for k < D, stacked for the SDDMM; dV = sum_k theta_k g_k
-        g_states = v2.new_empty(BH * n, degree, d)
-        g = g_states[:, 0].copy_(g)
+        if degree == 1:
+            g_states = g
+        else:
+            g_states = v2.new_empty(BH * n, degree, d)
+            g = g_states[:, 0].copy_(g)
         grad_v = g * theta[0] if theta[0] != 0.0 else None
         for step in range(1, degree + 1):
             if step == degree and theta[degree] == 0.0:
@@ -343,17 +368,19 @@ class _GraphAttentionFunction(torch.autograd.Function):
                 grad_v = g if out is None and theta[step] == 1.0 else g * theta[step]
             elif theta[step] != 0.0:
                 grad_v.add_(g, alpha=theta[step])
-        del a_t
-        # dL/dA on edges: sum_k g_k[i] . z_{k+1}[j], one SDDMM over the stacked states
-        grad_a = _sddmm(crow, col, g_states.view(BH * n, degree * d), z_states).view(BH, -1)
-        del g_states, z_states, states
+        # dL/dA on edges: sum_k g_k[i] . z_{k+1}[j], one SDDMM over the stacked states,
+        # written over A^T's values (no longer needed)
+        g_states = g_states.reshape(BH * n, degree * d)
+        grad_a = _sddmm(crow, col, g_states, z_states, values=a_t).view(BH, -1)
+        del g_states, z_states, states, a_t
         # dropout + softmax backward: with a = p * mask * keep_scale,
         # dS = a * dA - p * rowsum(a * dA)
         grad_a.mul_(a)
-        row_dot = _row_sum(grad_a, graph.crow)
-        grad_s = grad_a.sub_(p * row_dot.index_select(1, graph.row)).mul_(scale)
+        correction = _to_edges(_row_sum(grad_a, crow, col), graph).mul_(p)
+        grad_s = grad_a.sub_(correction).mul_(scale)
         grad_q = _csr_mm(crow, col, grad_s.view(-1), k2)
-        grad_k = _csr_mm(crow_t, col_t, grad_s.index_select(1, graph.perm).view(-1), q2)
+        grad_s_t = torch.index_select(grad_s, 1, graph.perm, out=correction)
+        grad_k = _csr_mm(crow_t, col_t, grad_s_t.view(-1), q2)
         shape = (B, H, n, d)
         return (
             grad_q.view(shape),
