@@ -1,0 +1,63 @@
+"""A multilayer perceptron on the whole expression vector: the neural baseline without genes as
+tokens, without a graph and without attention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from scgraphbench.errors import ScgbError
+from scgraphbench.models.base import check_positive
+from scgraphbench.models.registry import ModelContext, register
+
+
+@register("mlp")
+class MLP(nn.Module):
+    """x (B, n_genes) -> ``n_layers`` x [Linear(hidden), GELU, Dropout] -> Linear(d_model) =
+    the cell embedding -> head.
+
+    Annotation: ``logits = Linear(GELU(embedding))``. Perturbation: the input is the control
+    cell's expression concatenated with the perturbation flags, and
+    ``pred = x + Linear(GELU(embedding))`` (one change per gene), as the token families.
+    """
+
+    needs_graph = False
+
+    def __init__(
+        self,
+        ctx: ModelContext,
+        d_model: int = 32,
+        hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        for name, value in (("d_model", d_model), ("hidden", hidden), ("n_layers", n_layers)):
+            check_positive("mlp", name, value, 1)
+        if not 0.0 <= dropout < 1.0:
+            raise ScgbError(
+                f"mlp: dropout must be in [0, 1), got {dropout}",
+                field="models.mlp.params.dropout",
+                fix="set dropout in [0, 1)",
+            )
+        self.task = ctx.task
+        n_in = ctx.n_genes * (2 if ctx.task == "perturbation" else 1)
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(n_layers):
+            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, d_model))
+        self.trunk = nn.Sequential(*layers)
+        n_out = ctx.n_classes if ctx.task == "annotation" else ctx.n_genes
+        self.head = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, n_out))
+
+    def forward(self, x: torch.Tensor, pert: torch.Tensor | None = None) -> dict[str, Any]:
+        if self.task == "annotation":
+            emb = self.trunk(x)
+            return {"embedding": emb, "logits": self.head(emb)}
+        flags = torch.zeros_like(x) if pert is None else pert.to(x.dtype)
+        emb = self.trunk(torch.cat([x, flags], dim=-1))
+        return {"embedding": emb, "pred": x + self.head(emb)}
