@@ -90,7 +90,8 @@ def random_graph(n: int, degree: int, seed: int):
 
 
 def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, device, batch: int):
-    """The variant's step (input -> output) and its trainable parameters."""
+    """The variant's step (input -> output), its trainable parameters and its CSRGraph (ours
+    only; its batched index arrays are built on first use, which is counted)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -118,14 +119,13 @@ def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, devi
         def pyg_step(x: torch.Tensor) -> torch.Tensor:
             return conv(x.reshape(batch * n, d_model), batched).view(batch, n, d_model)
 
-        return pyg_step, list(conv.parameters())
+        return pyg_step, list(conv.parameters()), None
 
     if variant == "masked_sdpa":
         mask = torch.zeros(n, n, dtype=torch.bool, device=device)
         coo = A.tocoo()
         mask[torch.from_numpy(coo.row).long(), torch.from_numpy(coo.col).long()] = True
-    if variant in OURS:
-        graph = CSRGraph.from_scipy(A, add_self_loops=True).to(device)
+    graph = CSRGraph.from_scipy(A, add_self_loops=True).to(device) if variant in OURS else None
 
     def core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if variant == "dense_sdpa":
@@ -148,7 +148,7 @@ def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, devi
         )
 
     if core_only:
-        return (lambda qkv: core(*qkv)), []
+        return (lambda qkv: core(*qkv)), [], graph
     qkv_proj = nn.Linear(d_model, 3 * d_model).to(device)
     out_proj = nn.Linear(d_model, d_model).to(device)
 
@@ -158,7 +158,7 @@ def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, devi
         h = core(qkv[0], qkv[1], qkv[2])
         return out_proj(h.transpose(1, 2).reshape(B, n, d_model))
 
-    return layer_step, [*qkv_proj.parameters(), *out_proj.parameters()]
+    return layer_step, [*qkv_proj.parameters(), *out_proj.parameters()], graph
 
 
 def _status_kb(field: str) -> int:
@@ -167,6 +167,21 @@ def _status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _fix_malloc() -> bool:
+    """glibc only: fixed 64 KiB mmap threshold, eager trimming, free heap returned now."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 64 * 1024) == 1
+        ok = ok and libc.mallopt(m_trim_threshold, 128 * 1024) == 1
+        libc.malloc_trim(0)
+        return ok
+    except (OSError, AttributeError):
+        return False
 
 
 def _reset_peak_rss() -> bool:
@@ -193,7 +208,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     # the layer's memory (~35 MB on CPU)
     n_small = min(n, 128)
     small = random_graph(n_small, spec["degree"], spec["seed"])
-    small_fn, _ = build_layer(spec["variant"], small, D, H, spec["core_only"], device, B)
+    small_fn, _, _ = build_layer(spec["variant"], small, D, H, spec["core_only"], device, B)
     if spec["core_only"] and spec["variant"] not in PYG:
         small_in: Any = [
             torch.randn(B, H, n_small, D // H, device=device, requires_grad=True) for _ in range(3)
@@ -204,7 +219,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     small_out.backward(torch.randn_like(small_out))  # as the timed steps (not .sum())
     del small_fn, small_in, small_out
     A = random_graph(n, spec["degree"], spec["seed"])
-    step_fn, params = build_layer(spec["variant"], A, D, H, spec["core_only"], device, B)
+    step_fn, params, graph = build_layer(spec["variant"], A, D, H, spec["core_only"], device, B)
     if spec["core_only"] and spec["variant"] not in PYG:
         inputs = [torch.randn(B, H, n, D // H, device=device, requires_grad=True) for _ in range(3)]
         arg: Any = inputs
@@ -230,7 +245,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         base = torch.cuda.memory_allocated(device)
     else:
         base_kb = _status_kb("VmRSS")
-        peak_reset = _reset_peak_rss()
+        _reset_peak_rss()  # for a point skipped after its warm-up step
         cap_kb = base_kb + spec["mem_cap_mb"] * 1024
         stop = threading.Event()
 
@@ -273,17 +288,35 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
             step()
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
+    # memory: one more step on its own, from a clean state
+    for t in [*inputs, *params]:
+        t.grad = None
+    if graph is not None:
+        graph._blocks.clear()  # count building the batched index arrays
     if cuda:
+        if status == "ok":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            step()
         peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
         mem_method = "cuda max_memory_allocated above set-up"
     else:
+        mem_method = "peak RSS (VmHWM) above the RSS before the step"
+        if status == "ok":
+            # glibc keeps freed heap memory and grows its mmap threshold up to 32 MB, so
+            # RSS would follow the allocator's history; a fixed 64 KiB threshold makes
+            # every large tensor its own mapping, returned on free: RSS tracks live memory
+            if _fix_malloc():
+                mem_method += " (glibc mmap threshold fixed at 64 KiB)"
+            base_kb = _status_kb("VmRSS")
+            if not _reset_peak_rss():
+                mem_method += " (peak not resettable: may include earlier steps)"
+            step()
+        else:
+            mem_method += " (the warm-up step)"
         stop.set()
         peak_mb = (_status_kb("VmHWM") - base_kb) / 1024
-        mem_method = (
-            "peak RSS (VmHWM) above set-up"
-            if peak_reset
-            else "peak RSS (VmHWM, not resettable: includes set-up peaks) above set-up"
-        )
     return {
         "status": status,
         "reason": reason,

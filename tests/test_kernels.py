@@ -346,3 +346,160 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
     q, k, v = qkv(2, 2, n_genes + 1, 8, dtype=torch.float32)
     ref = graph_attention_dense(q, k, v, mixer.graph, diffusion=expected[family])
     assert torch.allclose(mixer.core(q, k, v), ref, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- benchmark script
+
+
+def _benchmark_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention_cost.py"
+    spec = importlib.util.spec_from_file_location("attention_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "pyg_gat"])
+def test_benchmark_point_runs_in_process(variant: str) -> None:
+    bench = _benchmark_module()
+    spec = {
+        "variant": variant,
+        "n": 40,
+        "degree": 4,
+        "batch": 2,
+        "d_model": 16,
+        "heads": 4,
+        "core_only": False,
+        "reps": 2,
+        "seed": 0,
+        "mem_cap_mb": 4000,
+        "time_cap_s": 60,
+        "threads": 0,
+        "device": "cpu",
+    }
+    res = bench.run_point(spec)
+    assert res["status"] == "ok" and len(res["times_s"]) == 2
+    assert res["time_s"] > 0 and res["cpu_s"] > 0 and res["peak_mem_mb"] >= 0
+    assert res["n_edges"] == 40 * 4 and res["mean_degree"] == 4
+
+
+def test_benchmark_ratios_and_slopes() -> None:
+    bench = _benchmark_module()
+    points = []
+    for n in (500, 1000, 2000, 4000):
+        points.append(
+            {
+                "variant": "dense_sdpa",
+                "n": n,
+                "degree": 20,
+                "status": "ok",
+                "time_s": 1e-6 * n**2,
+                "cpu_s": 2e-6 * n**2,
+                "peak_mem_mb": 0.1 * n,
+            }
+        )
+        points.append(
+            {
+                "variant": "ppr",
+                "n": n,
+                "degree": 20,
+                "status": "ok",
+                "time_s": 1e-3 * n,
+                "cpu_s": 2e-3 * n,
+                "peak_mem_mb": 0.05 * n,
+            }
+        )
+        points.append(
+            {
+                "variant": "materialised",
+                "n": n,
+                "degree": 20,
+                "status": "ok" if n < 4000 else "skipped",
+                "time_s": 1e-5 * n**2,
+                "cpu_s": 1e-5 * n**2,
+                "peak_mem_mb": 1e-3 * n**2,
+            }
+        )
+    bench.add_ratios(points)
+    ppr_2000 = next(p for p in points if p["variant"] == "ppr" and p["n"] == 2000)
+    assert ppr_2000["speedup_vs_sdpa"] == pytest.approx(2.0)
+    assert ppr_2000["mem_vs_sdpa"] == pytest.approx(0.5)
+    assert ppr_2000["mem_vs_materialised"] == pytest.approx(0.05 / 2)
+    ppr_4000 = next(p for p in points if p["variant"] == "ppr" and p["n"] == 4000)
+    assert ppr_4000["mem_vs_materialised"] is None  # materialised was skipped there
+    rows = {r["variant"]: r for r in bench.slopes(points)}
+    assert rows["dense_sdpa"]["time_slope"] == pytest.approx(2.0)
+    assert rows["ppr"]["time_slope"] == pytest.approx(1.0)
+    assert rows["ppr"]["mem_slope"] == pytest.approx(1.0)
+    assert rows["materialised"]["sizes"] == [500, 1000, 2000]
+
+
+def test_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
+    bench = _benchmark_module()
+    out = tmp_path / "out"
+    assert bench.main(["--variants", "flash", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variant" in err and "--variants" in err and "fix:" in err
+    assert bench.main(["--sizes", "1", "--out-dir", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_benchmark_skips_points_over_the_memory_cap(tmp_path) -> None:
+    bench = _benchmark_module()
+    argv = [
+        "--sizes",
+        "300",
+        "600",
+        "--degrees",
+        "5",
+        "--variants",
+        "materialised",
+        "ppr",
+        "--mem-cap-mb",
+        "0.5",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    assert bench.main(argv) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "attention_cost.csv")
+    assert len(table) == 4 and set(table["status"]) == {"skipped"}
+    assert table["reason"].str.contains("memory cap").all()
+    assert (tmp_path / "attention_cost.png").stat().st_size > 0
+    assert (tmp_path / "attention_cost_slopes.csv").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_end_to_end(tmp_path) -> None:
+    bench = _benchmark_module()
+    argv = [
+        "--sizes",
+        "48",
+        "--degrees",
+        "4",
+        "--reps",
+        "1",
+        "--batch",
+        "2",
+        "--variants",
+        "dense_sdpa",
+        "neighbour",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    assert bench.main(argv) == 0
+    import json
+
+    result = json.loads((tmp_path / "attention_cost.json").read_text())
+    points = {p["variant"]: p for p in result["points"]}
+    assert points["dense_sdpa"]["status"] == "ok", points["dense_sdpa"]
+    assert points["neighbour"]["status"] == "ok", points["neighbour"]
+    assert points["neighbour"]["speedup_vs_sdpa"] == pytest.approx(
+        points["dense_sdpa"]["time_s"] / points["neighbour"]["time_s"]
+    )
+    assert result["settings"]["head_dim"] == 16
+    assert (tmp_path / "attention_cost.png").stat().st_size > 0

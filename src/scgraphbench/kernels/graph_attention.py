@@ -220,16 +220,18 @@ def _csr_mm(
     out: torch.Tensor | None = None,
     add: torch.Tensor | None = None,
     beta: float = 0.0,
+    alpha: float = 1.0,
 ) -> torch.Tensor:
-    """out = beta * add + A @ x, A the block-diagonal CSR (values flat), x dense (rows, f).
+    """out = beta * add + alpha * A @ x, A the block-diagonal CSR (values flat), x (rows, f).
 
-    ``addmm(out=...)`` writes straight into ``out`` (which may be a strided slice): the
-    plain ``torch.sparse.mm`` zero-fills and copies its result, twice the time on CPU."""
+    ``addmm(out=...)`` writes straight into ``out``: the plain ``torch.sparse.mm``
+    zero-fills and copies its result, twice the time on CPU."""
     if out is None:
         out = x.new_empty(crow.numel() - 1, x.shape[1])
     if add is None or beta == 0.0:
         add, beta = out, 0.0  # beta=0: addmm ignores the (uninitialised) input
-    return torch.addmm(add, _csr(crow, col, values, x.shape[0]), x, beta=beta, out=out)
+    mat = _csr(crow, col, values, x.shape[0])
+    return torch.addmm(add, mat, x, beta=beta, alpha=alpha, out=out)
 
 
 def _sddmm(
@@ -238,16 +240,16 @@ def _sddmm(
     a: torch.Tensor,
     b: torch.Tensor,
     scale: float = 1.0,
-    values: torch.Tensor | None = None,
+    accumulate: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Flat edge values scale * a[row(e)] . b[col(e)] on the block-diagonal pattern.
-
-    Written into ``values`` (flat, E*copies) when given: fresh CPU buffers cost page faults."""
+    """Flat edge values scale * a[row(e)] . b[col(e)] on the block-diagonal pattern, added
+    to ``accumulate`` (flat, updated in place) when given."""
     # computed in place into the pattern's values (out=): avoids copying the index arrays;
-    # zeroed, because sampled_addmm propagates NaN from the input even with beta=0
-    values = a.new_zeros(col.numel()) if values is None else values.zero_()
+    # zeros, because sampled_addmm propagates NaN from the input even with beta=0
+    values = a.new_zeros(col.numel()) if accumulate is None else accumulate
     pattern = _csr(crow, col, values, b.shape[0])
-    torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0, alpha=scale, out=pattern)
+    beta = 0.0 if accumulate is None else 1.0
+    torch.sparse.sampled_addmm(pattern, a, b.t(), beta=beta, alpha=scale, out=pattern)
     return values
 
 
@@ -259,9 +261,14 @@ def _row_sum(x: torch.Tensor, crow: torch.Tensor, col: torch.Tensor) -> torch.Te
     return torch.addmv(ones, _csr(crow, col, x.view(-1), rows), ones, beta=0.0).view(x.shape[0], -1)
 
 
-def _to_edges(stat: torch.Tensor, graph: CSRGraph) -> torch.Tensor:
-    """(BH, n) per-row values -> (BH, E), each row's value repeated over its edges."""
-    return torch.repeat_interleave(stat, graph.degrees, dim=1, output_size=graph.n_edges)
+def _to_edges(stat: torch.Tensor, graph: CSRGraph, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(BH, n) per-row values -> (BH, E), each row's value repeated over its edges (into
+    ``out`` when given: a fresh CPU buffer costs page faults)."""
+    return (
+        torch.index_select(stat, 1, graph.row, out=out)
+        if out is not None
+        else (stat.index_select(1, graph.row))
+    )
 
 
 def _edge_softmax(
@@ -271,8 +278,9 @@ def _edge_softmax(
     offsets = graph.crow.expand(scores.shape[0], -1)
     row_max = torch.segment_reduce(scores, "max", offsets=offsets, axis=1)
     row_max = torch.nan_to_num(row_max, neginf=0.0)  # rows without edges
-    scores.sub_(_to_edges(row_max, graph)).exp_()
-    return scores.div_(_to_edges(_row_sum(scores, crow, col), graph))
+    per_edge = _to_edges(row_max, graph)
+    scores.sub_(per_edge).exp_()
+    return scores.div_(_to_edges(_row_sum(scores, crow, col), graph, out=per_edge))
 
 
 def _dropout_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tensor:
@@ -290,15 +298,14 @@ def _diffuse(
 ) -> torch.Tensor:
     """Horner evaluation of sum_k theta_k A^k V: z_D = theta_D V, z_k = theta_k V + A z_{k+1}.
 
-    Returns z_0; when ``states`` (rows, D, f) is given, z_{k+1} is written to states[:, k]."""
+    Returns z_0; when ``states`` (D-1, rows, f) is given, z_k is written to states[k-1] for
+    0 < k < D (z_D = theta_D V is not stored)."""
     degree = len(theta) - 1
-    if states is not None:
-        z = torch.mul(v2, theta[degree], out=states[:, degree - 1])
-    else:
-        z = v2 if theta[degree] == 1.0 else v2 * theta[degree]
+    z, z_scale = v2, theta[degree]  # z_D, its scale folded into the first product
     for step in range(degree - 1, -1, -1):
-        out = states[:, step - 1] if states is not None and step > 0 else None
-        z = _csr_mm(crow, col, a_flat, z, out=out, add=v2, beta=theta[step])
+        out = states[step - 1] if states is not None and step > 0 else None
+        z = _csr_mm(crow, col, a_flat, z, out=out, add=v2, beta=theta[step], alpha=z_scale)
+        z_scale = 1.0
     return z
 
 
@@ -328,7 +335,7 @@ class _GraphAttentionFunction(torch.autograd.Function):
         degree = len(theta) - 1
         need_grad = any(ctx.needs_input_grad[:3])
         store = need_grad and not checkpoint and degree > 1
-        states = v2.new_empty(BH * n, degree, d) if store else None
+        states = v2.new_empty(degree - 1, BH * n, d) if store else None
         out = _diffuse(crow, col, a.view(-1), v2, theta, states)
         if need_grad:
             ctx.save_for_backward(q2, k2, v2, p, a if keep_mask is not None else None, states)
@@ -344,42 +351,34 @@ class _GraphAttentionFunction(torch.autograd.Function):
         a = p if a is None else a
         crow, col, crow_t, col_t = graph.block_diagonal(BH)
         a_t = a.index_select(1, graph.perm).view(-1)  # A^T's values in its CSR order
+        if degree > 1 and states is None:  # checkpointed: recompute z_1..z_{D-1}
+            states = v2.new_empty(degree - 1, BH * n, d)
+            _diffuse(crow, col, a.view(-1), v2, theta, states)
+        # g_k = (A^T)^k dOut; dV = sum_k theta_k g_k; dA (on edges) = sum_{k<D} g_k[i].z_{k+1}[j]
         g = grad_out.reshape(BH * n, d)
-        if degree == 1:
-            z_states = v2 if theta[1] == 1.0 else v2 * theta[1]
-        else:
-            if states is None:  # checkpointed: recompute z_1..z_D
-                states = v2.new_empty(BH * n, degree, d)
-                _diffuse(crow, col, a.view(-1), v2, theta, states)
-            z_states = states.view(BH * n, degree * d)
-        # g_k = (A^T)^k dOut for k < D, stacked for the SDDMM; dV = sum_k theta_k g_k
-        if degree == 1:
-            g_states = g
-        else:
-            g_states = v2.new_empty(BH * n, degree, d)
-            g = g_states[:, 0].copy_(g)
         grad_v = g * theta[0] if theta[0] != 0.0 else None
-        for step in range(1, degree + 1):
-            if step == degree and theta[degree] == 0.0:
+        grad_a = None
+        for step in range(degree):
+            z, z_scale = (states[step], 1.0) if step + 1 < degree else (v2, theta[degree])
+            grad_a = _sddmm(crow, col, g, z, scale=z_scale, accumulate=grad_a)
+            if step + 1 == degree and theta[degree] == 0.0:
                 break
-            out = g_states[:, step] if step < degree else None
-            g = _csr_mm(crow_t, col_t, a_t, g, out=out)  # g_step = A^T g_{step-1}
+            g = _csr_mm(crow_t, col_t, a_t, g)  # g_{step+1}
+            coef = theta[step + 1]
             if grad_v is None:  # the first non-zero coefficient
-                grad_v = g if out is None and theta[step] == 1.0 else g * theta[step]
-            elif theta[step] != 0.0:
-                grad_v.add_(g, alpha=theta[step])
-        # dL/dA on edges: sum_k g_k[i] . z_{k+1}[j], one SDDMM over the stacked states,
-        # written over A^T's values (no longer needed)
-        g_states = g_states.reshape(BH * n, degree * d)
-        grad_a = _sddmm(crow, col, g_states, z_states, values=a_t).view(BH, -1)
-        del g_states, z_states, states, a_t
+                grad_v = g if coef == 1.0 else g * coef
+            elif coef != 0.0:
+                grad_v.add_(g, alpha=coef)
+        del g, states
+        grad_a = grad_a.view(BH, -1)
         # dropout + softmax backward: with a = p * mask * keep_scale,
-        # dS = a * dA - p * rowsum(a * dA)
+        # dS = a * dA - p * rowsum(a * dA); a_t's buffer is reused for the per-edge terms
         grad_a.mul_(a)
-        correction = _to_edges(_row_sum(grad_a, crow, col), graph).mul_(p)
+        buffer = a_t.view(BH, -1)
+        correction = _to_edges(_row_sum(grad_a, crow, col), graph, out=buffer).mul_(p)
         grad_s = grad_a.sub_(correction).mul_(scale)
         grad_q = _csr_mm(crow, col, grad_s.view(-1), k2)
-        grad_s_t = torch.index_select(grad_s, 1, graph.perm, out=correction)
+        grad_s_t = torch.index_select(grad_s, 1, graph.perm, out=buffer)
         grad_k = _csr_mm(crow_t, col_t, grad_s_t.view(-1), q2)
         shape = (B, H, n, d)
         return (
