@@ -19,7 +19,6 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CFG=$REPO/tests/slurm/config.yaml
 CHECK=$REPO/tests/slurm/check_runs.py
 read -r -a TARGETS <<<"${SCGB_SLURM_TARGETS:-results/tables/runs.csv results/tables/graphs.csv}"
 WORK=${SCGB_SLURM_WORKDIR:-$(mktemp -d /tmp/scgb-slurm-test.XXXXXX)}
@@ -28,10 +27,13 @@ PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 JOBCOMP=/var/log/slurm/jobcomp.log
 CANCEL_MODEL=genohoption_ppr  # scancel'ed mid-way, then rerun
 REQUEUE_MODEL=gnn_gcn         # requeued by SLURM mid-way, same job id
-# rules run `python -m scgraphbench`: this interpreter and this checkout's package, in the
+# a frozen copy of the workflow and the package: edits to the checkout while the test
+# runs cannot make the local and the SLURM runs use different code
+CODE=$WORK/code
+# rules run `python -m scgraphbench`: this interpreter and the frozen package, in the
 # jobs too (sbatch gets --export=ALL)
 export PATH="$(dirname "$PYTHON"):$PATH"
-export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$CODE/src${PYTHONPATH:+:$PYTHONPATH}"
 
 START=$(date +%s)
 log() { echo "[slurm-test +$(($(date +%s) - START))s] $*"; }
@@ -45,7 +47,7 @@ smk() {  # dir, snakemake args...
   local dir=$1
   shift
   mkdir -p "$dir"
-  (cd "$dir" && timeout -s INT -k 60 "$TIMEOUT" "$PYTHON" -m snakemake -s "$REPO/Snakefile" \
+  (cd "$dir" && timeout -s INT -k 60 "$TIMEOUT" "$PYTHON" -m snakemake -s "$CODE/Snakefile" \
     --configfile "$CFG" "$@" "${TARGETS[@]}")
 }
 
@@ -77,8 +79,13 @@ run_file() {  # dir model name: the file of that model's (only) run
 }
 
 [[ ${SCGB_SLURM_NO_START:-0} == 1 ]] || bash "$REPO/tests/slurm/start-cluster.sh"
-mkdir -p "$WORK"
-log "working directory $WORK; python $PYTHON"
+mkdir -p "$WORK" "$CODE"
+for path in Snakefile workflow profiles envs src benchmarks; do
+  [[ ! -e $REPO/$path ]] || cp -r "$REPO/$path" "$CODE/"
+done
+CFG=$CODE/slurm-test-config.yaml
+cp "$REPO/tests/slurm/config.yaml" "$CFG"
+log "working directory $WORK; python $PYTHON; code frozen from $REPO into $CODE"
 
 # -- 1. local reference ----------------------------------------------------------------
 log "local run"
@@ -86,7 +93,7 @@ smk "$WORK/local" --cores 2 >"$WORK/local.log" 2>&1 || fail "local run failed: $
 log "local run done"
 
 # -- 2. SLURM run, with one job cancelled and one requeued -----------------------------
-SLURM_ARGS=(--profile "$REPO/profiles/slurm" --slurm-init-seconds-before-status-checks 5
+SLURM_ARGS=(--profile "$CODE/profiles/slurm" --slurm-init-seconds-before-status-checks 5
   --slurm-keep-successful-logs)
 log "SLURM run 1 (--retries 0: the cancelled job stays failed until the rerun)"
 smk "$WORK/slurm" "${SLURM_ARGS[@]}" --retries 0 >"$WORK/slurm-run1.log" 2>&1 &
@@ -99,7 +106,7 @@ while kill -0 "$smk_pid" 2>/dev/null; do
     ckpt=$(run_file "$WORK/slurm" "$model" checkpoint.pt)
     [[ -n $ckpt ]] || continue
     [[ -e $(dirname "$ckpt")/metrics.json ]] &&
-      fail "$model finished before it could be interrupted; raise its epochs in $CFG"
+      fail "$model finished before it could be interrupted; raise its epochs in tests/slurm/config.yaml"
     id=$(running_train_job "$model")
     [[ -n $id ]] || continue
     if [[ $model == "$CANCEL_MODEL" ]]; then
