@@ -35,6 +35,7 @@ from scgraphbench.models.registry import ModelContext
 
 VALUE_ENCODINGS = ("continuous", "binned")
 POOLINGS = ("cls", "mean", "attention")
+LOG_EXPRESSION_MAX = 10.0  # log1p(normalize_total(1e4)) values stay below this in practice
 
 
 def bin_values(x: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -61,6 +62,13 @@ class ValueEncoder(nn.Module):
         self.mode, self.n_bins = mode, n_bins
         if mode == "continuous":
             self.net = nn.Sequential(nn.Linear(1, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
+            # hinge basis: unit k is relu(x - knot_k), knots spread evenly over the range of
+            # log-normalised expression (0 to ~10), so that from the first step the encoding
+            # separates values anywhere in that range; PyTorch's default init puts most knots
+            # outside it and the encoding starts nearly linear in x (4x more steps to learn).
+            with torch.no_grad():
+                self.net[0].weight.fill_(1.0)
+                self.net[0].bias.copy_(-torch.linspace(0.0, LOG_EXPRESSION_MAX, d_model))
         else:
             self.net = nn.Embedding(n_bins, d_model)
             nn.init.normal_(self.net.weight, std=0.02)
@@ -172,18 +180,25 @@ def graph_with_cls(A: sp.spmatrix, use_cls: bool) -> sp.csr_matrix:
     return sp.vstack([top, bottom]).tocsr()
 
 
-def accepted_params(*classes: type) -> set[str]:
-    """Named keyword parameters of the ``__init__`` of ``classes`` and their bases."""
-    skip = {"self", "ctx", "d_model", "n_heads", "dropout", "graph", "use_cls"}
+_NOT_PARAMS = {"self", "ctx", "d_model", "n_heads", "dropout", "graph", "use_cls"}
+
+
+def init_params(cls: type) -> set[str]:
+    """Named keyword parameters of ``cls.__init__`` (the one ``cls`` resolves to)."""
+    return {
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _NOT_PARAMS
+    }
+
+
+def mixer_params_of(mixer_cls: type) -> set[str]:
+    """Parameters a mixer accepts: mixers pass ``**params`` up to their bases, so the union
+    of the named parameters along its MRO."""
     names: set[str] = set()
-    for cls in classes:
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None or klass in (object, nn.Module):
-                continue
-            for p in inspect.signature(init).parameters.values():
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip:
-                    names.add(p.name)
+    for klass in mixer_cls.__mro__:
+        if "__init__" in klass.__dict__ and klass not in (object, nn.Module):
+            names |= init_params(klass)
     return names
 
 
@@ -237,14 +252,18 @@ class GeneTokenModel(nn.Module):
         value_encoding: str = "continuous",
         n_bins: int = 51,
         positional: bool = False,
-        pooling: str = "cls",
+        pooling: str = "attention",
         **mixer_params: Any,
     ) -> None:
         super().__init__()
         fam = self.family
-        unknown = sorted(set(mixer_params) - accepted_params(self.mixer_cls))
+        unknown = sorted(set(mixer_params) - mixer_params_of(self.mixer_cls))
         if unknown:
-            known = sorted(accepted_params(type(self), self.mixer_cls) - {"mixer_params"})
+            known = sorted(
+                init_params(type(self))
+                | init_params(GeneTokenModel)
+                | mixer_params_of(self.mixer_cls)
+            )
             raise ScgbError(
                 f"{fam}: unknown parameter(s) {unknown}",
                 field=f"models.{fam}.params",
@@ -285,6 +304,7 @@ class GeneTokenModel(nn.Module):
             self.pert_emb = nn.Embedding(2, d_model)
             nn.init.normal_(self.pert_emb.weight, std=0.02)
         graph = self.attention_graph(ctx)
+        self.mixing_graph = graph  # (L, L) scipy graph the mixers use, None for dense ones
         self.blocks = nn.ModuleList(
             Block(
                 self.mixer_cls(

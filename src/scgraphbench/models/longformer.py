@@ -8,7 +8,14 @@ from typing import Any
 import scipy.sparse as sp
 import torch
 
-from scgraphbench.models.base import GeneTokenModel, check_choice, check_positive
+from scgraphbench.errors import ScgbError
+from scgraphbench.models.base import (
+    GeneTokenModel,
+    check_choice,
+    check_positive,
+    init_params,
+    mixer_params_of,
+)
 from scgraphbench.models.genohoption import GraphAttention
 from scgraphbench.models.patterns import ORDERS, gene_order, resolve_window, sparse_pattern
 from scgraphbench.models.registry import ModelContext, register
@@ -48,6 +55,16 @@ class PatternAttentionModel(GeneTokenModel):
         pattern_seed: int | None = None,
         **params: Any,
     ) -> None:
+        given = {"window": window, "n_global": n_global, "n_random": n_random}
+        own = init_params(type(self))
+        foreign = sorted(k for k, v in given.items() if v is not None and k not in own)
+        if foreign:  # e.g. n_random for longformer, which has no random keys
+            known = own | init_params(GeneTokenModel) | mixer_params_of(self.mixer_cls)
+            raise ScgbError(
+                f"{self.family}: unknown parameter(s) {foreign}",
+                field=f"models.{self.family}.params",
+                fix=f"use only: {', '.join(sorted(known))}",
+            )
         self.window_param = self.default_window if window is None else window
         self.n_global = self.default_n_global if n_global is None else n_global
         self.n_random = self.default_n_random if n_random is None else n_random
@@ -97,7 +114,6 @@ class Longformer(PatternAttentionModel):
             ctx,
             window=window,
             n_global=n_global,
-            n_random=0,
             order=order,
             pattern_seed=pattern_seed,
             **params,
