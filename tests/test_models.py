@@ -423,8 +423,9 @@ def marker_data() -> tuple[torch.Tensor, torch.Tensor, sp.csr_matrix]:
 
 LEARNERS = [(f, {}) for f in TORCH_FAMILIES] + [
     ("transformer", {"value_encoding": "binned"}),
-    ("transformer", {"pooling": "cls"}),
-    ("genohoption_ppr", {"pooling": "cls"}),
+    ("transformer", {"pooling": "attention"}),
+    ("gnn_gcn", {"pooling": "cls"}),
+    ("transformer", {"pooling": "mean"}),
 ]
 
 

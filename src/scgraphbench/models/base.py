@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch_geometric.nn.aggr import AttentionalAggregation
 
 from scgraphbench.errors import ScgbError
 from scgraphbench.models.registry import ModelContext
@@ -238,6 +239,7 @@ class GeneTokenModel(nn.Module):
 
     mixer_cls: type[TokenMixer] = TokenMixer
     needs_graph = False
+    default_pooling = "cls"
     family = "gene_token_model"
 
     def __init__(
@@ -252,7 +254,7 @@ class GeneTokenModel(nn.Module):
         value_encoding: str = "continuous",
         n_bins: int = 51,
         positional: bool = False,
-        pooling: str = "attention",
+        pooling: str | None = None,
         **mixer_params: Any,
     ) -> None:
         super().__init__()
@@ -269,6 +271,7 @@ class GeneTokenModel(nn.Module):
                 field=f"models.{fam}.params",
                 fix=f"use only: {', '.join(known)}",
             )
+        pooling = self.default_pooling if pooling is None else pooling
         check_choice(fam, "value_encoding", value_encoding, VALUE_ENCODINGS)
         check_choice(fam, "pooling", pooling, POOLINGS)
         check_choice(fam, "positional", positional, (True, False))
@@ -317,8 +320,8 @@ class GeneTokenModel(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        if pooling == "attention":  # one learned query over the final gene states
-            self.pool_score = nn.Linear(d_model, 1)
+        if pooling == "attention":  # softmax(gate(h_g)) over genes, then the weighted sum
+            self.attention_pool = AttentionalAggregation(nn.Linear(d_model, 1))
         if ctx.task == "annotation":
             self.head = nn.Sequential(
                 nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, ctx.n_classes)
@@ -376,8 +379,8 @@ class GeneTokenModel(nn.Module):
             return h[:, 0]
         if self.pooling == "mean":
             return genes.mean(1)
-        weights = torch.softmax(self.pool_score(genes), dim=1)  # (B, n_genes, 1)
-        return (weights * genes).sum(1)
+        index = torch.zeros(genes.shape[1], dtype=torch.long, device=genes.device)
+        return self.attention_pool(genes, index=index, dim_size=1, dim=-2).squeeze(-2)
 
     def forward(self, x: torch.Tensor, pert: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         h = self.encode(x, pert)

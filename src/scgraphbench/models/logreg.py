@@ -19,12 +19,22 @@ class LogReg:
     kind = "sklearn"
     tasks = ("annotation",)
 
-    def __init__(self, ctx: ModelContext, C: float = 1.0, max_iter: int = 1000,
-                 class_weight: str | None = "balanced", seed: int = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        ctx: ModelContext,
+        C: float = 1.0,
+        max_iter: int = 1000,
+        class_weight: str | None = "balanced",
+        seed: int = 0,
+        **_: Any,
+    ) -> None:
         self.ctx = ctx
         self.pipeline = make_pipeline(
             StandardScaler(),
-            LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight, random_state=seed))
+            LogisticRegression(
+                C=C, max_iter=max_iter, class_weight=class_weight, random_state=seed
+            ),
+        )
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogReg:
         self.pipeline.fit(X, y)
