@@ -348,6 +348,16 @@ def test_performer_features_are_seeded_and_redrawn_deterministically() -> None:
     a.eval()
     a(x=x)  # evaluation never redraws
     assert torch.equal(a.blocks[0].mixer.fast.projection_matrix, ra)
+    resumed = build("performer", ctx, feature_seed=99, redraw_interval=2)
+    resumed.load_state_dict(b.state_dict())  # a checkpoint carries seed, counters, features
+    for model in (b, resumed):
+        model.train()
+        for _ in range(2):  # b's fourth and fifth calls: the fifth redraws
+            model(x=x)
+    assert torch.equal(
+        resumed.blocks[0].mixer.fast.projection_matrix, b.blocks[0].mixer.fast.projection_matrix
+    )
+    assert int(resumed.blocks[0].mixer.draws) == 3
     fixed = build("performer", ctx, redraw_interval=0)
     p0 = fixed.blocks[0].mixer.fast.projection_matrix.clone()
     fixed.train()
@@ -372,6 +382,8 @@ def test_batched_gat_equals_a_loop_over_cells() -> None:
     assert len(mixer._union) == 1
     mixer(x[:3])  # a second batch size gets its own cached index
     assert len(mixer._union) == 2
+    mixer.to(torch.float64)  # moving the module drops indices cached for the old placement
+    assert len(mixer._union) == 0
 
 
 # -- positional encoding and permutation equivariance ------------------------------------

@@ -8,15 +8,22 @@ ContinuousValueEncoder/CategoryValueEncoder. Families differ only in how tokens 
 :class:`TokenMixer` subclass, and for the sparse-pattern families the attention graph
 (:meth:`GeneTokenModel.attention_graph`).
 
-Why it is built this way (measured on pbmc68k_reduced, 300 genes, 455 training cells, 15
-epochs at lr 1e-3; see the models report):
-- Both encoders end in a LayerNorm and the gene embedding starts small (std 0.02): with
-  N(0, 1) embeddings Adam at lr 1e-3 moves them by ~0.1% a step, the value signal is
-  drowned by the gene identity, and every token family sat on the class prior (macro-F1
-  0.05-0.12) until late epochs.
+Why it is built this way (measured on pbmc68k_reduced: 300 genes, 455 training cells, 10
+classes, 15 epochs of batch 32 at lr 1e-3, d_model 32, 2 layers; before these changes every
+token family sat on the class prior, test macro-F1 0.05-0.12, and a Transformer step took
+0.70 CPU-s):
+- Both encoders end in a LayerNorm and the gene embedding starts small (std 0.02). With
+  N(0, 1) embeddings and no norm, Adam at lr 1e-3 moves them ~0.1% a step and the value
+  signal is drowned by the gene identity.
+- The continuous value encoder starts as a hinge basis, relu(x - knot_k) with knots spread
+  over the log-expression range, so values are told apart from the first step (PyTorch's
+  default init leaves most hinges outside the range and the encoding nearly linear).
 - Attention dropout is its own parameter (``attn_dropout``, default 0): any dropout on the
   attention weights sends PyTorch's SDPA from the fused flash kernel to the math path that
-  materialises (B, H, L, L), 5x slower per step on CPU.
+  materialises (B, H, L, L); 0.70 -> 0.16 CPU-s per Transformer step (B=32, L=301, d=32).
+- Pooling: ``cls`` (scGPT/GenoHoption; graph families then get CLS<->gene global edges),
+  ``mean``, or ``attention`` (a learned gate over genes, PyG's AttentionalAggregation). Mean
+  pooling cannot weight marker genes and learns slowest; GNN families default to attention.
 """
 
 from __future__ import annotations
@@ -230,11 +237,13 @@ class GeneTokenModel(nn.Module):
     for annotation or ``{"embedding", "pred": (B, n_genes)}`` for perturbation, where
     ``pred = x + delta`` and delta_g is read from gene g's final state and the cell embedding.
 
-    Parameters (the ``params`` of a family in the config): ``d_model`` width, ``n_layers``
-    blocks, ``n_heads`` attention heads, ``dropout`` on residual branches and the FFN,
-    ``attn_dropout`` on attention weights, ``ff_mult`` FFN width multiple,
-    ``value_encoding`` continuous|binned, ``n_bins`` for binned, ``positional`` sinusoidal
-    encoding of the gene order, ``pooling`` cls|mean; plus the mixer's own parameters.
+    Parameters (the ``params`` of a family in the config): ``d_model`` width (32),
+    ``n_layers`` blocks (2), ``n_heads`` attention heads (4), ``dropout`` on residual branches
+    and the FFN (0.1), ``attn_dropout`` on attention weights (0), ``ff_mult`` FFN width
+    multiple (4), ``value_encoding`` continuous|binned (continuous), ``n_bins`` for binned
+    (51), ``positional`` sinusoidal encoding of the dataset's gene order (false), ``pooling``
+    cls|mean|attention (None: the family's ``default_pooling``); plus the mixer's own
+    parameters. Unknown parameters raise :class:`ScgbError`.
     """
 
     mixer_cls: type[TokenMixer] = TokenMixer

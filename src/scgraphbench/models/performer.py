@@ -62,14 +62,15 @@ class FavorAttention(MultiHeadMixer):
         self.fast = FastAttention(d_model // n_heads, nb_features=int(n_features))
         if feature_seed is None:  # drawn from the run's seeded generator: reproducible per run
             feature_seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        self.feature_seed, self.redraw_interval = int(feature_seed), int(redraw_interval)
+        self.redraw_interval = int(redraw_interval)
         # persistent, so that a checkpoint resumes with the same features and redraw schedule
+        self.register_buffer("feature_seed", torch.tensor(int(feature_seed), dtype=torch.long))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self.redraw()
 
     def redraw(self) -> None:
-        proj = seeded_projection(self.fast, self.feature_seed * 1_000_003 + int(self.draws))
+        proj = seeded_projection(self.fast, int(self.feature_seed) * 1_000_003 + int(self.draws))
         self.fast.projection_matrix.copy_(proj.to(self.fast.projection_matrix.device))
         self.draws += 1
 
