@@ -12,7 +12,7 @@ import torch
 from conftest import make_prepared_annotation
 from scgraphbench.errors import ScgbError
 from scgraphbench.models.base import bin_values
-from scgraphbench.models.gnn import GATMixer
+from scgraphbench.models.gnn import GATMixer, GCNMixer, SAGEMixer
 from scgraphbench.models.patterns import (
     gene_order,
     mean_degree,
@@ -368,6 +368,16 @@ def test_performer_features_are_seeded_and_redrawn_deterministically() -> None:
 
 
 # -- GAT batching -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mixer_cls", [GCNMixer, SAGEMixer])
+def test_static_graph_gnn_batches_equal_a_loop_over_cells(mixer_cls: type) -> None:
+    A = random_graph(density=0.2)
+    torch.manual_seed(0)
+    mixer = mixer_cls(16, 4, 0.0, context(graph=A), A).eval()
+    x = torch.randn(5, N_GENES, 16)
+    looped = torch.stack([mixer.conv(x[b], mixer.edge_index) for b in range(5)])
+    assert torch.allclose(mixer(x), looped, atol=1e-5)
 
 
 def test_batched_gat_equals_a_loop_over_cells() -> None:
