@@ -308,6 +308,9 @@ class GeneTokenModel(nn.Module):
         self.gene_norm = nn.LayerNorm(d_model)
         self.value_enc = ValueEncoder(d_model, value_encoding, n_bins)
         self.positional = positional
+        # 'rank' (positional study): values are withheld and each gene carries only the
+        # position it takes in its cell's expression ranking, so position is all there is
+        self.rank_order = ctx.extra.get("token_order", "index") == "rank"
         if positional:
             self.register_buffer("pos", sinusoidal_positions(n, d_model), persistent=False)
         if self.use_cls:
@@ -361,9 +364,16 @@ class GeneTokenModel(nn.Module):
         return graph_with_cls(ctx.graph, self.use_cls)
 
     def tokens(self, x: torch.Tensor, pert: torch.Tensor | None) -> torch.Tensor:
-        h = self.gene_norm(self.gene_emb(self.gene_ids)).unsqueeze(0) + self.value_enc(x)
-        if self.positional:
-            h = h + self.pos.unsqueeze(0)
+        h = self.gene_norm(self.gene_emb(self.gene_ids)).unsqueeze(0)
+        if self.rank_order:
+            h = h.expand(x.shape[0], -1, -1)
+            if self.positional:
+                rank = torch.argsort(torch.argsort(-x, dim=-1, stable=True), dim=-1, stable=True)
+                h = h + self.pos[rank]
+        else:
+            h = h + self.value_enc(x)
+            if self.positional:
+                h = h + self.pos.unsqueeze(0)
         if pert is not None and self.task == "perturbation":
             h = h + self.pert_emb(pert.long())
         if self.use_cls:
