@@ -294,6 +294,23 @@ def test_bad_inputs_raise() -> None:
         graph_attention(q, k[..., :1], v, g)
     with pytest.raises(ValueError, match="dropout_p"):
         graph_attention(q, k, v, g, dropout_p=1.0, training=True)
+    with pytest.raises(ValueError, match="steps must be >= 1 for heat"):
+        graph_attention(q, k, v, g, diffusion="heat", steps=0)
+
+
+def test_zero_and_one_step_edge_cases() -> None:
+    g = random_graph(7, seed=14)
+    q, k, v = qkv(1, 2, g.n, 3)
+    # PPR with no step is the identity on V; heat with one step is e^{-t} V
+    assert torch.equal(graph_attention(q, k, v, g, diffusion="ppr", steps=0), v)
+    heat1 = graph_attention(q, k, v, g, diffusion="heat", steps=1, t=2.0)
+    assert torch.allclose(heat1, math.exp(-2.0) * v)
+    for mode, steps in (("ppr", 1), ("heat", 2)):
+        out = graph_attention(q, k, v, g, diffusion=mode, steps=steps)
+        ref = graph_attention_dense(q, k, v, g, diffusion=mode, steps=steps)
+        assert torch.allclose(out, ref, atol=1e-9)
+        for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
+            assert torch.allclose(a, b, atol=1e-9)
 
 
 def test_no_grad_forward_matches() -> None:

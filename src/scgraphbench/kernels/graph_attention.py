@@ -11,20 +11,25 @@ attention weights live on edges, (B, H, E).
 How it runs. The B*H attention matrices share one sparsity pattern, so they are laid out as
 one block-diagonal CSR matrix of size (B*H*n)^2 with B*H*E stored values; then
 - edge scores q_i.k_j/sqrt(d) come from ``torch.sparse.sampled_addmm`` (SDDMM),
-- the softmax over each row's edges from ``torch.segment_reduce`` (max, then sum),
-- A @ X from CSR x dense ``torch.sparse.mm`` (MKL on CPU, cuSPARSE on CUDA),
+- the softmax over each row's edges from ``torch.segment_reduce`` (row max) and a CSR x
+  ones ``addmv`` (row sums),
+- A @ X from CSR x dense ``torch.addmm`` (MKL on CPU, cuSPARSE on CUDA),
 - A^T @ X from a second CSR holding the transposed pattern; its values are a fixed
   permutation (``CSRGraph.perm``) of A's values.
-All four ops exist for CPU and CUDA tensors, so the same code runs on both.
+All these ops exist for CPU and CUDA tensors, so the same code runs on both (tested here on
+CPU only; there is no GPU on the development machine).
 
 Diffusion. Every mode is a truncated series out = sum_{k=0}^{D} theta_k A^k V, evaluated
 Horner-style (z_D = theta_D V, z_k = theta_k V + A z_{k+1}, out = z_0), so one recursion and
 one hand-written backward serve all modes:
   g_0 = dOut, g_{k+1} = A^T g_k,  dV = sum_k theta_k g_k,
-  dA (on edges) = sum_{k<D} g_k[i] . z_{k+1}[j]   -- one SDDMM over the stacked states.
-Memory: O(B*H*E) for the attention weights plus D stacked (B, H, n, d) states; with
-``checkpoint=True`` the states are recomputed in the backward instead of stored between the
-forward and the backward (D extra sparse products; saves D*B*H*n*d floats per layer).
+  dA (on edges) = sum_{k<D} g_k[i] . z_{k+1}[j]   -- accumulated one SDDMM per step,
+then the softmax backward dS = A * (dA - rowsum(A * dA)) and dQ = dS K, dK = dS^T Q (scaled).
+Memory: the attention weights and the batched index arrays, O(B*H*E), plus the D-1
+intermediate states z_1..z_{D-1}, (D-1) * B*H*n*d, kept from the forward for the backward;
+the g_k are not stored (each is used once, then dropped). ``checkpoint=True`` recomputes the
+states in the backward instead (D-1 more sparse products; frees them between the forward
+and the backward, which matters for deep models).
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def diffusion_coefficients(
     - None (plain neighbour attention): out = A V, theta = [0, 1].
     - ppr: V_0 = V, V_k = (1-alpha) A V_{k-1} + alpha V, out = V_steps, so
       theta_k = alpha (1-alpha)^k for k < steps and theta_steps = (1-alpha)^steps
-      (the coefficients sum to 1: nothing is truncated away).
+      (the coefficients sum to 1: nothing is truncated away); steps=0 gives out = V.
     - heat: V_0 = e^{-t} V, V_k = (t/k) A V_{k-1}, out = sum_{k<steps} V_k, so
       theta_k = e^{-t} t^k / k! for k < steps. These sum to ``heat_mass(t, steps)`` < 1:
       with t=5 and steps=6 only 61.6% of the heat kernel's weight is kept (steps=12 keeps
@@ -161,8 +166,10 @@ def diffusion_coefficients(
     """
     if mode is None:
         return [0.0, 1.0]
-    if steps < 1:
-        raise ValueError(f"diffusion steps must be >= 1, got {steps}")
+    if steps < (1 if mode == "heat" else 0):
+        raise ValueError(
+            f"diffusion steps must be >= {int(mode == 'heat')} for {mode}, got {steps}"
+        )
     if mode == "ppr":
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"PPR alpha must be in [0, 1], got {alpha}")
@@ -343,6 +350,7 @@ class _GraphAttentionFunction(torch.autograd.Function):
         return out.view(B, H, n, d)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         q2, k2, v2, p, a, states = ctx.saved_tensors
         graph, theta, scale = ctx.graph, ctx.theta, ctx.scale
@@ -438,6 +446,6 @@ def graph_attention(
         B, H = q.shape[:2]
         keep_mask = _dropout_mask((B * H, graph.n_edges), dropout_p, q)
         keep_scale = 1.0 / (1.0 - dropout_p)
-    if len(theta) == 1:  # heat with one step: out = e^{-t} V, no attention at all
+    if len(theta) == 1:  # heat with 1 step or PPR with 0: out = theta_0 V, no attention at all
         return v * theta[0]
     return _GraphAttentionFunction.apply(q, k, v, graph, theta, keep_mask, keep_scale, checkpoint)
