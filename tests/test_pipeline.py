@@ -63,7 +63,7 @@ def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None
         assert (wd / f"results/figures/{study}.pdf").exists()
     # every rule logged and benchmarked
     assert list((wd / "logs/train").rglob("*.log"))
-    assert list((wd / "benchmarks/train").rglob("*.tsv"))
+    assert list((wd / "results/benchmarks/rules/train").rglob("*.tsv"))
     res = snakemake(wd, "--report", "results/report.html")
     assert res.returncode == 0, res.stderr[-3000:]
     html = (wd / "results/report.html").read_text(errors="ignore")

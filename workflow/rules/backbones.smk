@@ -71,7 +71,7 @@ rule fetch_checkpoint:
     log:
         "logs/checkpoints/{backbone}.log",
     benchmark:
-        "benchmarks/checkpoints/{backbone}.tsv"
+        "results/benchmarks/rules/checkpoints/{backbone}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1

@@ -13,7 +13,7 @@ rule scaling:
     log:
         "logs/benchmarks/scaling.log",
     benchmark:
-        "benchmarks/benchmarks/scaling.tsv"
+        "results/benchmarks/rules/benchmarks/scaling.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 2
@@ -42,7 +42,7 @@ rule bench_attention:
     log:
         "logs/benchmarks/attention_cost.log",
     benchmark:
-        "benchmarks/benchmarks/attention_cost.tsv"
+        "results/benchmarks/rules/benchmarks/attention_cost.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 2

@@ -11,7 +11,7 @@ rule download_dataset:
     log:
         "logs/download/{dataset}.log",
     benchmark:
-        "benchmarks/download/{dataset}.tsv"
+        "results/benchmarks/rules/download/{dataset}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -33,7 +33,7 @@ rule prepare_dataset:
     log:
         "logs/prepare/{dataset}.log",
     benchmark:
-        "benchmarks/prepare/{dataset}.tsv"
+        "results/benchmarks/rules/prepare/{dataset}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1

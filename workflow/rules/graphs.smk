@@ -87,7 +87,7 @@ rule build_graph:
     log:
         "logs/graphs/{dataset}/{graph}.log",
     benchmark:
-        "benchmarks/graphs/{dataset}/{graph}.tsv"
+        "results/benchmarks/rules/graphs/{dataset}/{graph}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1

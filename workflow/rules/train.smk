@@ -22,7 +22,7 @@ rule train:
     log:
         "logs/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.tsv"
+        "results/benchmarks/rules/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
