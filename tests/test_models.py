@@ -150,6 +150,8 @@ def test_auto_window_needs_a_graph_or_an_integer(family: str) -> None:
         ("bigbird", {"n_random": 500}, "models.bigbird.params.n_random"),
         ("performer", {"attn_dropout": 0.1}, "models.performer.params.attn_dropout"),
         ("mlp", {"hidden": 0}, "models.mlp.params.hidden"),
+        ("mlp", {"hidden": [64, -1]}, "models.mlp.params.hidden"),
+        ("mlp", {"hidden": []}, "models.mlp.params.hidden"),
     ],
 )
 def test_bad_parameters_raise_scgb_errors(family: str, params: dict, field: str) -> None:
@@ -168,6 +170,16 @@ def test_unknown_parameter_error_lists_the_family_parameters() -> None:
 def test_graph_order_needs_a_graph() -> None:
     with pytest.raises(ScgbError, match="order 'graph'"):
         build("longformer", context(graph=None), order="graph")
+
+
+def mlp_widths(model: torch.nn.Module) -> list[int]:
+    return [m.out_features for m in model.trunk if isinstance(m, torch.nn.Linear)]
+
+
+def test_mlp_hidden_widths() -> None:
+    ctx = context()
+    assert mlp_widths(get_family("mlp")(ctx, hidden=64, n_layers=3, d_model=8)) == [64, 64, 64, 8]
+    assert mlp_widths(get_family("mlp")(ctx, hidden=[128, 32], d_model=8)) == [128, 32, 8]
 
 
 # -- value encodings --------------------------------------------------------------------
@@ -496,14 +508,20 @@ def test_rank_token_order_carries_only_positions() -> None:
     from scgraphbench.models.registry import ModelContext, get_family
 
     torch.manual_seed(0)
-    ctx = ModelContext(task="annotation", n_genes=12, gene_names=[f"G{i}" for i in range(12)],
-                       n_classes=2, extra={"token_order": "rank"})
+    ctx = ModelContext(
+        task="annotation",
+        n_genes=12,
+        gene_names=[f"G{i}" for i in range(12)],
+        n_classes=2,
+        extra={"token_order": "rank"},
+    )
     x = torch.rand(2, 12)
     y = x.clone()
     y[0, [0, 1]] = y[0, [1, 0]]  # swap two genes' values: the ranking changes
     for positional, differs in ((False, False), (True, True)):
-        model = get_family("transformer")(ctx, d_model=16, n_layers=1, n_heads=2,
-                                          positional=positional).eval()
+        model = get_family("transformer")(
+            ctx, d_model=16, n_layers=1, n_heads=2, positional=positional
+        ).eval()
         with torch.no_grad():
             a, b = model(x=x)["logits"], model(x=y)["logits"]
             scaled = model(x=x * 3.0)["logits"]  # same ranking, other values

@@ -15,8 +15,9 @@ from scgraphbench.models.registry import ModelContext, register
 
 @register("mlp")
 class MLP(nn.Module):
-    """x (B, n_genes) -> ``n_layers`` x [Linear(hidden), GELU, Dropout] -> Linear(d_model) =
-    the cell embedding -> head.
+    """x (B, n_genes) -> [Linear(width), GELU, Dropout] per hidden layer -> Linear(d_model) =
+    the cell embedding -> head. ``hidden``: one width for ``n_layers`` layers, or a list of
+    widths (then ``n_layers`` is not used).
 
     Annotation: ``logits = Linear(GELU(embedding))``. Perturbation: the input is the control
     cell's expression concatenated with the perturbation flags, and
@@ -29,13 +30,23 @@ class MLP(nn.Module):
         self,
         ctx: ModelContext,
         d_model: int = 32,
-        hidden: int = 256,
+        hidden: int | list[int] = 256,
         n_layers: int = 2,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("hidden", hidden), ("n_layers", n_layers)):
-            check_positive("mlp", name, value, 1)
+        check_positive("mlp", "d_model", d_model, 1)
+        check_positive("mlp", "n_layers", n_layers, 1)
+        # an int is one width for n_layers hidden layers; a list gives each layer's width
+        widths = [hidden] * n_layers if not isinstance(hidden, list | tuple) else list(hidden)
+        if not widths:
+            raise ScgbError(
+                "mlp: hidden is an empty list",
+                field="models.mlp.params.hidden",
+                fix="give at least one width, e.g. hidden: [256]",
+            )
+        for width in widths:
+            check_positive("mlp", "hidden", width, 1)
         if not 0.0 <= dropout < 1.0:
             raise ScgbError(
                 f"mlp: dropout must be in [0, 1), got {dropout}",
@@ -46,9 +57,9 @@ class MLP(nn.Module):
         n_in = ctx.n_genes * (2 if ctx.task == "perturbation" else 1)
         layers: list[nn.Module] = []
         width = n_in
-        for _ in range(n_layers):
-            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
-            width = hidden
+        for out in widths:
+            layers += [nn.Linear(width, out), nn.GELU(), nn.Dropout(dropout)]
+            width = out
         layers.append(nn.Linear(width, d_model))
         self.trunk = nn.Sequential(*layers)
         n_out = ctx.n_classes if ctx.task == "annotation" else ctx.n_genes
