@@ -97,11 +97,6 @@ class CSRGraph:
         return int(self.col.numel())
 
     @property
-    def degrees(self) -> torch.Tensor:
-        """(n,) number of edges of each row."""
-        return self.crow[1:] - self.crow[:-1]
-
-    @property
     def device(self) -> torch.device:
         return self.col.device
 
