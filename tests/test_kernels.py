@@ -352,12 +352,15 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
         "genohoption_ppr": gh.GenoHoptionPPR,
         "genohoption_heat": gh.GenoHoptionHeat,
     }
-    model = classes[family](ctx, d_model=16, n_layers=1, n_heads=2, dropout=0.0)
+    model = classes[family](ctx, d_model=16, n_layers=2, n_heads=2, dropout=0.0)
     x = torch.rand(4, n_genes)
     out = model(x)
     out["logits"].sum().backward()
     expected = {"masked_attention": None, "genohoption_ppr": "ppr", "genohoption_heat": "heat"}
-    assert calls == [expected[family]]
+    assert calls == [expected[family]] * 2
+    # the layers share one graph object, so its batched index arrays exist once
+    first, second = (block.mixer.graph for block in model.blocks)
+    assert first is second and len(first._blocks) == 1
     # the layer's core equals the dense reference on its own (CLS-augmented) graph
     mixer = model.blocks[0].mixer
     q, k, v = qkv(2, 2, n_genes + 1, 8, dtype=torch.float32)

@@ -34,8 +34,10 @@ and the backward, which matters for deep models).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +45,8 @@ import scipy.sparse as sp
 import torch
 
 DIFFUSION_MODES = (None, "ppr", "heat")
+# (pattern fingerprint, device) -> the CSRGraph that layers on that graph share
+_SHARED_GRAPHS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 @dataclass
@@ -110,6 +114,23 @@ class CSRGraph:
             self.col_t.to(device),
             self.perm.to(device),
         )
+
+    def fingerprint(self) -> str:
+        """sha1 of the pattern (n, crow, col), for sharing one graph between layers."""
+        digest = hashlib.sha1(str(self.n).encode())
+        for tensor in (self.crow, self.col):
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def shared(self, key: str) -> CSRGraph:
+        """The graph registered under (key, device) by another layer, else this one (then
+        registered): layers on one graph share its batched index arrays, 2 x B*H*E ints,
+        instead of building a copy each."""
+        slot = (key, str(self.device))
+        existing = _SHARED_GRAPHS.get(slot)
+        if existing is None:
+            _SHARED_GRAPHS[slot] = existing = self
+        return existing
 
     def block_diagonal(self, copies: int) -> tuple[torch.Tensor, ...]:
         """(crow, col, crow_t, col_t) of ``copies`` copies of the pattern on a block diagonal.

@@ -26,17 +26,18 @@ class GraphAttention(MultiHeadMixer):
         # buffers, so .to(device) moves the graph with the module
         for name in ("crow", "col", "row", "crow_t", "col_t", "perm"):
             self.register_buffer(name, getattr(g, name), persistent=False)
-        self.n = g.n
+        self.n, self._graph_key = g.n, g.fingerprint()
         self._graph: CSRGraph | None = None
         self.alpha, self.t, self.steps = alpha, t, steps
         self.normalise_heat, self.checkpoint = normalise_heat, checkpoint
 
     @property
     def graph(self) -> CSRGraph:
-        # kept between calls (it caches the batched index arrays); rebuilt after .to()
-        if self._graph is None or self._graph.col is not self.col:
+        # one CSRGraph per graph and device, shared by the layers (it caches the batched
+        # index arrays); rebuilt after .to(device)
+        if self._graph is None or self._graph.device != self.col.device:
             self._graph = CSRGraph(self.crow, self.col, self.row, self.n, self.crow_t,
-                                   self.col_t, self.perm)
+                                   self.col_t, self.perm).shared(self._graph_key)
         return self._graph
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
