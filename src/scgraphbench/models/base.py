@@ -36,7 +36,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from torch_geometric.nn.aggr import AttentionalAggregation
 
 from scgraphbench.errors import ScgbError
 from scgraphbench.models.registry import ModelContext
@@ -333,6 +332,9 @@ class GeneTokenModel(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
         if pooling == "attention":  # softmax(gate(h_g)) over genes, then the weighted sum
+            # imported here: PyG's import costs seconds that non-GNN jobs need not pay
+            from torch_geometric.nn.aggr import AttentionalAggregation
+
             self.attention_pool = AttentionalAggregation(nn.Linear(d_model, 1))
         if ctx.task == "annotation":
             self.head = nn.Sequential(

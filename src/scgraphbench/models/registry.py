@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import scipy.sparse as sp
@@ -51,8 +53,24 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _import_defining_module(name: str) -> None:
+    """Import only the module whose source registers ``name``: a job that trains one family
+    should not pay for importing every family's libraries (seconds per job)."""
+    import scgraphbench.models as pkg
+
+    pattern = re.compile(rf"""@register\(\s*["']{re.escape(name)}["']\s*\)""")
+    for folder in pkg.__path__:
+        for path in sorted(Path(folder).glob("*.py")):
+            if pattern.search(path.read_text()):
+                importlib.import_module(f"scgraphbench.models.{path.stem}")
+                return
+
+
 def get_family(name: str) -> type:
-    _import_all()
+    if name not in _REGISTRY:
+        _import_defining_module(name)
+    if name not in _REGISTRY:
+        _import_all()
     if name not in _REGISTRY:
         raise ScgbError(f"unknown model family '{name}'", field="models",
                         fix=f"use one of: {', '.join(sorted(_REGISTRY))}")
