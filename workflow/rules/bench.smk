@@ -50,8 +50,8 @@ rule bench_attention:
         mem_mb=20000,
         runtime=360,
     shell:
-        "python {params.script} --sizes {params.sizes} "
+        "(python {params.script} --sizes {params.sizes} "
         "--degrees {params.degrees} --reps {params.reps} --device {params.device} "
         "--out-dir results/benchmarks/attention && "
         "cp results/benchmarks/attention/attention_cost.csv {output.csv} && "
-        "cp results/benchmarks/attention/attention_cost.png {output.figure} > {log} 2>&1"
+        "cp results/benchmarks/attention/attention_cost.png {output.figure}) > {log} 2>&1"
