@@ -445,6 +445,8 @@ def test_snakemake_wires_fetch_grn_and_random(tmp_path: Path) -> None:
         "grn": {"kind": "grn", "databases": ["pc"]},
         "random_coexpr": {"kind": "random", "base": "coexpr"},
     }
+    # only graphs some run uses are built: put grn under a model
+    cfg["models"]["genohoption_ppr"]["graphs"] = ["coexpr", "grn"]
     (tmp_path / "db.csv").write_text("source,target\nCD3E,CD3D\n")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     res = subprocess.run(
