@@ -23,6 +23,9 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
 
 
+print_compute_estimate()
+
+
 rule all:
     input:
         final_outputs(),

@@ -317,6 +317,3 @@ def print_compute_estimate():
         )
     table = estimate_jobs(jobs, est.get("families", {}), est.get("default_family"))
     print(summary_text(table, est.get("device", "device")), file=sys.stderr)
-
-
-print_compute_estimate()

@@ -55,7 +55,7 @@ def summary_text(table: pd.DataFrame, device: str) -> str:
     known = table["hours"].notna()
     by_family = table[known].groupby("family")["hours"].sum().sort_values(ascending=False)
     lines = [f"Compute estimate: {len(table)} training jobs, "
-             f"{table.loc[known, 'hours'].sum():.1f} {device}-hours at most "
+             f"at most {table.loc[known, 'hours'].sum():.1f} hours on {device} "
              "(every job running all its epochs; early stopping ends most sooner)."]
     lines += [f"  {fam:<22} {h:8.1f} h" for fam, h in by_family.items()]
     if (~known).any():
