@@ -5,37 +5,14 @@ diffusion on a sequence pattern instead of the gene graph (their 'window' baseli
 
 from __future__ import annotations
 
-from typing import Any
-
+from scgraphbench.models.bigbird import BigBird
 from scgraphbench.models.genohoption import PPRAttention
-from scgraphbench.models.longformer import PatternAttentionModel
-from scgraphbench.models.registry import ModelContext, register
+from scgraphbench.models.registry import register
 
 
 @register("diffuser")
-class Diffuser(PatternAttentionModel):
+class Diffuser(BigBird):
     """BigBird pattern + PPR diffusion: ``alpha`` (restart, default 0.25) and ``steps`` (K,
-    default 6) as in GenoHoption's runs; pattern parameters as :class:`BigBird`."""
+    default 6) as in GenoHoption's runs; pattern parameters and defaults as :class:`BigBird`."""
 
     mixer_cls = PPRAttention
-
-    def __init__(
-        self,
-        ctx: ModelContext,
-        *,
-        window: int | str = "auto",
-        n_global: int = 2,
-        n_random: int = 3,
-        order: str = "dataset",
-        pattern_seed: int | None = None,
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            ctx,
-            window=window,
-            n_global=n_global,
-            n_random=n_random,
-            order=order,
-            pattern_seed=pattern_seed,
-            **params,
-        )
