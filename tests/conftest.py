@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SCGB_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine: extra intra-op threads only spin-wait and slow
+    runs down 10-50x. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real public files in ../shared/data; tests using them skip when it is absent."""

@@ -41,13 +41,7 @@ TORCH_FAMILIES = [*TOKEN_FAMILIES, "mlp"]
 PATTERN_SMALL = {"window": 4, "n_global": 1, "n_random": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: with two intra-op threads on a shared machine, spin-waiting costs 10-50x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_graph(n: int = N_GENES, density: float = 0.12, seed: int = 0) -> sp.csr_matrix:

@@ -10,7 +10,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from scgraphbench.cli import main
 from scgraphbench.data.synthetic import synthetic_perturbation_adata
@@ -32,13 +31,7 @@ VOLATILE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 cores shared by many processes: extra intra-op threads only spin and slow runs down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_prepared_perturbation(seed: int = 0, **synthetic) -> ad.AnnData:

@@ -32,13 +32,7 @@ VOLATILE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 cores shared by many processes: extra intra-op threads only spin and slow runs down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stable(m: dict) -> dict:
