@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scgraphbench.io import atomic_path, read_json
+from scgraphbench.io import atomic_path, read_json, write_text
 
 SCALAR = (int, float, str, bool, type(None))
 
@@ -54,8 +54,7 @@ def write_table(df: pd.DataFrame, path: Path, markdown: str | None = None) -> No
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     if markdown is not None:
-        with atomic_path(path.with_suffix(".md")) as tmp:
-            tmp.write_text(markdown)
+        write_text(path.with_suffix(".md"), markdown)
 
 
 def aggregate(metrics_paths: list[str], out_csv: str) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scgraphbench.io import atomic_path
+from scgraphbench.io import atomic_path, write_text
 from scgraphbench.report.stats import paired_test
 
 NOT_TESTABLE = "not testable"
@@ -143,6 +143,5 @@ def write_claims(runs_csv: str, settings: dict[str, Any], out: str) -> pd.DataFr
                             for v in md["measured_value"]]
     md["p_value"] = [f"{v:.3g}" if isinstance(v, float) and not math.isnan(v) else "n/a"
                      for v in md["p_value"]]
-    with atomic_path(out.rsplit(".", 1)[0] + ".md") as tmp:
-        tmp.write_text(md.to_markdown(index=False) + "\n")
+    write_text(out.rsplit(".", 1)[0] + ".md", md.to_markdown(index=False) + "\n")
     return table

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from scgraphbench.errors import ScgbError  # noqa: E402
-from scgraphbench.io import atomic_path  # noqa: E402
+from scgraphbench.io import atomic_path, write_text  # noqa: E402
 from scgraphbench.report.stats import (  # noqa: E402
     by_seed,
     format_mean_std,
@@ -359,7 +359,6 @@ def run_study(name: str, runs_csv: str, settings: dict[str, Any], table_out: str
     out = Path(table_out)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(md)
+    write_text(out.with_suffix(".md"), md)
     save_figure(fig, Path(figure_out))
     return table
