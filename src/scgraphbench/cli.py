@@ -25,7 +25,9 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     from scgraphbench.data.datasets import prepare_dataset
     from scgraphbench.io import atomic_path
 
-    adata = prepare_dataset(a.dataset, a.spec, inputs=a.inputs, root=a.root)
+    adata = prepare_dataset(a.dataset, {**a.spec, "replicate": a.replicate}, inputs=a.inputs,
+                            root=a.root)
+    adata.uns["scgraphbench"]["replicate"] = int(a.replicate)
     with atomic_path(a.out, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp, compression="gzip")
     log.info("prepared %s: %d cells x %d genes -> %s", a.dataset, adata.n_obs, adata.n_vars, a.out)
@@ -74,9 +76,9 @@ def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from scgraphbench.train.run import run_training
+    from scgraphbench.train.run import run
 
-    res = run_training(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
+    res = run(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
                        meta=a.meta, stop_after_epoch=a.stop_after_epoch,
                        reference_graph_path=a.reference_graph)
     if res is None:
@@ -91,27 +93,68 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 
 def cmd_graph_table(a: argparse.Namespace) -> None:
-    from scgraphbench.report.aggregate import graph_table
+    from scgraphbench.graphs.table import graph_table
 
     graph_table(a.stats, a.out, graph_paths=a.graphs, overlap_out=a.overlap)
 
 
 def cmd_aggregate(a: argparse.Namespace) -> None:
+    from scgraphbench.io import read_json
     from scgraphbench.report.aggregate import aggregate
 
-    aggregate(a.metrics, a.out)
+    aggregate(a.metrics, a.out, plan=read_json(a.plan) if a.plan else None)
 
 
 def cmd_study(a: argparse.Namespace) -> None:
+    from scgraphbench.io import read_json
     from scgraphbench.report.studies import run_study
 
-    run_study(a.name, a.runs, a.settings, a.table, a.figure, scaling_csv=a.scaling)
+    run_study(a.name, a.runs, read_json(a.plan), a.table, a.figure, scaling_csv=a.scaling)
 
 
 def cmd_claims(a: argparse.Namespace) -> None:
     from scgraphbench.report.claims import write_claims
 
-    print(write_claims(a.runs, a.settings, a.out).to_string(index=False))
+    table = write_claims(a.runs, a.plan, a.out)
+    print(table[["comparison", "n_pairs", "estimate", "p_adj", "verdict"]].to_string(index=False))
+
+
+def cmd_summary(a: argparse.Namespace) -> None:
+    from scgraphbench.report.summary import write_summary
+
+    print(write_summary(a.plan, a.claims, a.runs, a.out))
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """A YAML config file, schema-checked (the schema Snakemake validates with)."""
+    from scgraphbench.config import load_config as load
+
+    return load(path)
+
+
+def cmd_plan(a: argparse.Namespace) -> None:
+    from scgraphbench.io import write_json
+    from scgraphbench.plan import build_plan
+
+    write_json(a.out, build_plan(a.config).to_json())
+
+
+def cmd_validate_config(a: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from scgraphbench.plan import build_plan
+
+    try:
+        plan = build_plan(load_config(a.configfile))
+    except ScgbError as e:
+        raise (e if e.path else e.at(a.configfile)) from None
+    for message in plan.skipped:
+        print(message)
+    tasks = Counter(plan.task(d) for d in plan.main_datasets)
+    print(f"{a.configfile}: valid. {len(plan.main_datasets)} datasets ({dict(tasks)}), "
+          f"{len(plan.models)} models, {len(plan.runs)} training runs, "
+          f"{len(plan.graph_builds())} graph builds, "
+          f"{sum(c.table == 'claims' for c in plan.comparisons)} claim comparisons.")
 
 
 def cmd_scaling(a: argparse.Namespace) -> None:
@@ -156,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--inputs", nargs="*", default=None, help="downloaded files, if any")
     s.add_argument("--root", default="resources/datasets",
                    help="where a registry dataset is fetched when no --inputs are given")
+    s.add_argument("--replicate", type=int, default=0,
+                   help="replicate r: the split drawn with seed + r (HVGs refit on its train)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_prepare)
 
@@ -201,9 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--family", required=True)
     s.add_argument("--params", type=_json, default={})
     s.add_argument("--train", type=_json, default={})
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="the run's effective seed (the workflow passes 1000 * replicate + seed)")
     s.add_argument("--meta", type=_json, default={},
-                   help="labels stored in metrics.json (dataset, graph, study)")
+                   help="labels stored in metrics.json (dataset, replicate, model, graph, "
+                        "setting, seed)")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--reference-graph", default=None,
                    help="graph .npz whose edges attention is checked against (default: the "
@@ -213,14 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("graph-table", help="graph stats.json files -> graphs.csv/.md")
-    s.add_argument("--stats", nargs="+", required=True)
+    s.add_argument("--stats", nargs="*", default=[],
+                   help="stats.json files (none: a config without graph models)")
     s.add_argument("--graphs", nargs="*", default=None,
                    help="graph .npz files <dataset>/<variant>.npz, for --overlap")
     s.add_argument("--overlap", default=None, help="pairwise edge Jaccard table (.csv)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_graph_table)
 
+    s = sub.add_parser("plan", help="config (JSON) -> the plan: runs and comparisons (JSON)")
+    s.add_argument("--config", type=_json, required=True, help="the whole config, JSON")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("validate-config",
+                       help="check a config completely (schema, families, parameters, graphs, "
+                            "studies, baselines) without running anything")
+    s.add_argument("configfile", nargs="?", default="config/config.yaml")
+    s.set_defaults(func=cmd_validate_config)
+
     s = sub.add_parser("aggregate", help="metrics.json files -> runs.csv (one row per run)")
+    s.add_argument("--plan", default=None, help="results/plan.json (labels the runs)")
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_aggregate)
@@ -228,8 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="runs.csv -> one study's table (CSV, Markdown) and figure")
     s.add_argument("--name", required=True)
     s.add_argument("--runs", required=True, help="runs.csv written by aggregate")
-    s.add_argument("--settings", type=_json, default={"studies": {}},
-                   help="studies, baseline and random controls from the config, JSON")
+    s.add_argument("--plan", required=True, help="results/plan.json")
     s.add_argument("--scaling", default=None, help="scaling.csv (the scaling study)")
     s.add_argument("--table", required=True)
     s.add_argument("--figure", required=True)
@@ -237,9 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("claims", help="runs.csv -> the claims table with computed verdicts")
     s.add_argument("--runs", required=True)
-    s.add_argument("--settings", type=_json, default={})
+    s.add_argument("--plan", required=True, help="results/plan.json")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_claims)
+
+    s = sub.add_parser("summary", help="plan + claims + runs -> results/summary.md")
+    s.add_argument("--plan", required=True)
+    s.add_argument("--claims", required=True)
+    s.add_argument("--runs", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("scaling", help="time and memory of real training steps against n_genes")
     s.add_argument("--models", type=_json, required=True, help="{name: {family, params}}, JSON")

@@ -18,4 +18,8 @@ class ScgbError(Exception):
         if fix:
             text += f"\n  fix: {fix}"
         super().__init__(text)
-        self.path, self.field, self.fix = path, field, fix
+        self.message, self.path, self.field, self.fix = message, path, field, fix
+
+    def at(self, path: str) -> ScgbError:
+        """The same error, naming the file it was found in."""
+        return ScgbError(self.message, path=path, field=self.field, fix=self.fix)

@@ -58,3 +58,12 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_table(df: Any, path: str | os.PathLike, markdown: str | None = None) -> None:
+    """A DataFrame as CSV (and its Markdown beside it, ``.md``), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    if markdown is not None:
+        write_text(path.with_suffix(".md"), markdown)

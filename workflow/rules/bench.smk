@@ -6,10 +6,8 @@ rule scaling:
     output:
         "results/benchmarks/scaling.csv",
     params:
-        models=lambda wc: as_json(
-            {m: model_spec(m) for m in study_models(study("scaling"))}
-        ),
-        settings=lambda wc: as_json(study("scaling")),
+        models=lambda wc: as_json(scaling_models()),
+        settings=lambda wc: as_json(PLAN.study("scaling")),
     log:
         "logs/benchmarks/scaling.log",
     benchmark:
@@ -21,7 +19,7 @@ rule scaling:
         mem_mb=16000,
         runtime=240,
     shell:
-        "{SCGB} scaling --models '{params.models}' --settings '{params.settings}' "
+        "python -m scgraphbench scaling --models '{params.models}' --settings '{params.settings}' "
         "--out {output} > {log} 2>&1"
 
 

@@ -1,51 +1,6 @@
-# Gene graphs: regulatory databases fetched once into resources/, then one build_graph rule
-# for every variant named in config["graphs"] (kinds: coexpr, grn, both, knn, random).
-import re
-
-from scgraphbench.graphs.spec import check_graphs, variant_dependencies
-
-check_graphs(config["graphs"], config.get("databases", {}))
-
-
-def _names_pattern(names):
-    return "|".join(re.escape(n) for n in names) or "(?!)"
-
-
-def database_table(db):
-    return f"resources/databases/{db}.csv.gz"
-
-
-def database_local_input(wildcards):
-    """A database's local override file, so that editing it reruns the fetch."""
-    path = (config.get("databases", {}).get(wildcards.db) or {}).get("path")
-    return [path] if path else []
-
-
-def graph_build_inputs(wildcards):
-    """The prepared dataset, plus the database tables (grn, both) or the base graph (random)."""
-    dbs, base = variant_dependencies(wildcards.graph, config["graphs"][wildcards.graph])
-    inputs = {"prepared": f"results/prepared/{wildcards.dataset}.h5ad"}
-    if dbs:
-        inputs["databases"] = [database_table(db) for db in dbs]
-    if base:
-        inputs["base"] = f"results/graphs/{wildcards.dataset}/{base}.npz"
-    return inputs
-
-
-def graph_build_args(wildcards):
-    dbs, base = variant_dependencies(wildcards.graph, config["graphs"][wildcards.graph])
-    args = []
-    if dbs:
-        args.append("--databases " + " ".join(database_table(db) for db in dbs))
-    if base:
-        args.append(f"--base results/graphs/{wildcards.dataset}/{base}.npz")
-    return " ".join(args)
-
-
-def all_graph_stats_files():
-    """The variants some run uses, on the datasets it uses them on: a variant may not fit
-    every dataset (a regulatory database shares no gene with synthetic data)."""
-    return sorted(set(graph_stats_files()))
+# Gene graphs: regulatory databases fetched once into resources/, then one build_graph job
+# per (dataset, replicate, variant) some run uses: co-expression and kNN graphs are fit on
+# the replicate's training cells, random controls draw a fresh seed per replicate.
 
 
 rule fetch_database:
@@ -56,10 +11,10 @@ rule fetch_database:
         info="resources/databases/{db}.json",
     params:
         spec=lambda wc: as_json(config["databases"][wc.db]),
-    wildcard_constraints:
-        db=_names_pattern(config.get("databases", {})),
     log:
         "logs/databases/{db}.log",
+    benchmark:
+        "results/benchmarks/rules/databases/{db}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -67,7 +22,7 @@ rule fetch_database:
         mem_mb=4000,
         runtime=30,
     shell:
-        "{SCGB} fetch-database --name {wildcards.db} --spec {params.spec:q} "
+        "python -m scgraphbench fetch-database --name {wildcards.db} --spec {params.spec:q} "
         "--out {output.table} --info {output.info} --cache resources/databases/raw > {log} 2>&1"
 
 
@@ -75,17 +30,15 @@ rule build_graph:
     input:
         unpack(graph_build_inputs),
     output:
-        graph="results/graphs/{dataset}/{graph}.npz",
-        stats="results/graphs/{dataset}/{graph}.stats.json",
+        graph="results/graphs/{dataset}/rep{replicate}/{graph}.npz",
+        stats="results/graphs/{dataset}/rep{replicate}/{graph}.stats.json",
     params:
-        spec=lambda wc: as_json(config["graphs"][wc.graph]),
+        spec=lambda wc: as_json(graph_spec(wc)),
         extra=graph_build_args,
-    wildcard_constraints:
-        graph=_names_pattern(config["graphs"]),
     log:
-        "logs/graphs/{dataset}/{graph}.log",
+        "logs/graphs/{dataset}/rep{replicate}/{graph}.log",
     benchmark:
-        "results/benchmarks/rules/graphs/{dataset}/{graph}.tsv"
+        "results/benchmarks/rules/graphs/{dataset}/rep{replicate}/{graph}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -95,15 +48,15 @@ rule build_graph:
     group:
         "graphs"
     shell:
-        "{SCGB} build-graph --prepared {input.prepared} --variant {wildcards.graph} "
-        "--params {params.spec:q} {params.extra} --out {output.graph} --stats {output.stats} "
-        "> {log} 2>&1"
+        "python -m scgraphbench build-graph --prepared {input.prepared} "
+        "--variant {wildcards.graph} --params {params.spec:q} {params.extra} "
+        "--out {output.graph} --stats {output.stats} > {log} 2>&1"
 
 
 rule graph_table:
     input:
-        stats=all_graph_stats_files(),
-        graphs=[p.replace(".stats.json", ".npz") for p in all_graph_stats_files()],
+        stats=graph_files(".stats.json"),
+        graphs=graph_files(".npz"),
     output:
         table=report(
             "results/tables/graphs.csv",
@@ -113,6 +66,8 @@ rule graph_table:
         overlap="results/tables/graph_overlap.csv",
     log:
         "logs/graphs/table.log",
+    benchmark:
+        "results/benchmarks/rules/graphs/table.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -122,5 +77,5 @@ rule graph_table:
     group:
         "report"
     shell:
-        "{SCGB} graph-table --stats {input.stats} --graphs {input.graphs} "
+        "python -m scgraphbench graph-table --stats {input.stats} --graphs {input.graphs} "
         "--out {output.table} --overlap {output.overlap} > {log} 2>&1"

@@ -1,6 +1,33 @@
+# The report stage: the plan (what was compared, declared before any run) and every run's
+# metrics.json -> runs.csv -> one table and figure per study, the claims table with its
+# verdicts, and the summary the report opens with.
+
+
+rule plan:
+    output:
+        "results/plan.json",
+    params:
+        config=lambda wc: as_json(config),
+    log:
+        "logs/report/plan.log",
+    benchmark:
+        "results/benchmarks/rules/report/plan.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    group:
+        "report"
+    shell:
+        "python -m scgraphbench plan --config {params.config:q} --out {output} > {log} 2>&1"
+
+
 rule aggregate:
     input:
-        run_metrics(),
+        plan="results/plan.json",
+        metrics=run_metrics(),
     output:
         runs=report(
             "results/tables/runs.csv",
@@ -9,6 +36,8 @@ rule aggregate:
         ),
     log:
         "logs/report/aggregate.log",
+    benchmark:
+        "results/benchmarks/rules/report/aggregate.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -18,64 +47,64 @@ rule aggregate:
     group:
         "report"
     shell:
-        "{SCGB} aggregate --metrics {input} --out {output.runs} > {log} 2>&1"
+        "python -m scgraphbench aggregate --plan {input.plan} --metrics {input.metrics} "
+        "--out {output.runs} > {log} 2>&1"
 
 
-# one rule per study: its table (CSV + Markdown) and its figure (PNG + PDF), each with a caption
-for _study in STUDIES + ["perturbation"]:
-
-    rule:
-        name:
-            f"study_{_study}"
-        input:
-            runs="results/tables/runs.csv",
-            scaling=lambda wc, s=_study: (
-                ["results/benchmarks/scaling.csv"] if s == "scaling" else []
-            ),
-        output:
-            table=report(
-                f"results/tables/{_study}.csv",
-                caption=f"../report/{_study}.rst",
-                category="Tables",
-            ),
-            figure=report(
-                f"results/figures/{_study}.png",
-                caption=f"../report/{_study}.rst",
-                category="Figures",
-            ),
-        params:
-            study=_study,
-            config=lambda wc: as_json(report_settings()),
-            extra=lambda wc, input: f"--scaling {input.scaling}" if input.scaling else "",
-        log:
-            f"logs/report/{_study}.log",
-        conda:
-            "../../envs/scgraphbench.yaml"
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=15,
-        group:
-            "report"
-        shell:
-            "{SCGB} study --name {params.study} --runs {input.runs} {params.extra} "
-            "--settings '{params.config}' --table {output.table} --figure {output.figure} "
-            "> {log} 2>&1"
+rule study:
+    input:
+        plan="results/plan.json",
+        runs="results/tables/runs.csv",
+        scaling=lambda wc: (
+            ["results/benchmarks/scaling.csv"] if wc.study == "scaling" else []
+        ),
+    output:
+        table=report(
+            "results/tables/{study}.csv",
+            caption="../report/{study}.rst",
+            category="Tables",
+        ),
+        figure=report(
+            "results/figures/{study}.png",
+            caption="../report/{study}.rst",
+            category="Figures",
+        ),
+    params:
+        extra=lambda wc, input: f"--scaling {input.scaling}" if input.scaling else "",
+    wildcard_constraints:
+        study=names_pattern(REPORT_STUDIES),
+    log:
+        "logs/report/{study}.log",
+    benchmark:
+        "results/benchmarks/rules/report/{study}.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    group:
+        "report"
+    shell:
+        "python -m scgraphbench study --name {wildcards.study} --plan {input.plan} "
+        "--runs {input.runs} {params.extra} --table {output.table} --figure {output.figure} "
+        "> {log} 2>&1"
 
 
 rule claims:
     input:
-        "results/tables/runs.csv",
+        plan="results/plan.json",
+        runs="results/tables/runs.csv",
     output:
         report(
             "results/tables/claims.csv",
             caption="../report/claims.rst",
             category="Tables",
         ),
-    params:
-        config=lambda wc: as_json(report_settings()),
     log:
         "logs/report/claims.log",
+    benchmark:
+        "results/benchmarks/rules/report/claims.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -85,4 +114,33 @@ rule claims:
     group:
         "report"
     shell:
-        "{SCGB} claims --runs {input} --settings '{params.config}' --out {output} > {log} 2>&1"
+        "python -m scgraphbench claims --plan {input.plan} --runs {input.runs} "
+        "--out {output} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        plan="results/plan.json",
+        claims="results/tables/claims.csv",
+        runs="results/tables/runs.csv",
+    output:
+        report(
+            "results/summary.md",
+            caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+    log:
+        "logs/report/summary.log",
+    benchmark:
+        "results/benchmarks/rules/report/summary.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    group:
+        "report"
+    shell:
+        "python -m scgraphbench summary --plan {input.plan} --claims {input.claims} "
+        "--runs {input.runs} --out {output} > {log} 2>&1"

@@ -1,28 +1,22 @@
-wildcard_constraints:
-    seed=r"\d+",
-    setting=r"default|[a-z]+-[0-9a-z.e+-]+",
+# One job per run of the plan: (dataset, replicate, model, graph, setting, seed).
 
 
 rule train:
     input:
-        prepared="results/prepared/{dataset}.h5ad",
+        prepared="results/prepared/{dataset}/rep{replicate}.h5ad",
         graph=graph_input,
         checkpoint=backbone_input,
     output:
-        metrics="results/runs/{dataset}/{model}/{graph}/{setting}/seed{seed}/metrics.json",
+        metrics="results/runs/{dataset}/rep{replicate}/{model}/{graph}/{setting}/seed{seed}/metrics.json",
     params:
-        family=lambda wc: model_spec(wc.model)["family"],
-        hparams=lambda wc: as_json(backbone_params(wc.model, run_params(wc.model, wc.setting))),
-        train=lambda wc: as_json(run_train(wc.model, wc.setting)),
-        meta=lambda wc: as_json(
-            dict(dataset=wc.dataset, model=wc.model, graph=wc.graph, setting=wc.setting)
-        ),
+        family=lambda wc: PLAN.family(wc.model),
+        run=run_command_args,
         graph_arg=lambda wc, input: f"--graph {input.graph}" if input.graph else "",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
     log:
-        "logs/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.log",
+        "logs/train/{dataset}/rep{replicate}/{model}/{graph}/{setting}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/rules/train/{dataset}/{model}/{graph}/{setting}/seed{seed}.tsv"
+        "results/benchmarks/rules/train/{dataset}/rep{replicate}/{model}/{graph}/{setting}/seed{seed}.tsv"
     conda:
         "../../envs/scgraphbench.yaml"
     threads: 1
@@ -32,6 +26,5 @@ rule train:
         gpu=train_gpus,
         gpu_model=train_gpu_model,
     shell:
-        "{SCGB} train --prepared {input.prepared} {params.graph_arg} "
-        "--family {params.family} --params '{params.hparams}' --train '{params.train}' "
-        "--seed {wildcards.seed} --meta '{params.meta}' --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m scgraphbench train --prepared {input.prepared} {params.graph_arg} "
+        "--family {params.family} {params.run} --out-dir {params.out_dir} > {log} 2>&1"

@@ -31,47 +31,18 @@ from scgraphbench.data import readers
 from scgraphbench.data.builtin import pbmc68k_reduced_counts
 from scgraphbench.data.prepare import prepare_annotation, prepare_gears, stratified_split
 from scgraphbench.data.registry import REGISTRY, DatasetInfo
+from scgraphbench.data.sources import (  # noqa: F401  (re-exported)
+    DEFAULT_ROOT,
+    LOADER_KINDS,
+    default_task,
+    known_sources,
+    local_inputs,
+    lookup,
+    needs_download,
+)
 from scgraphbench.errors import ScgbError
 
 log = logging.getLogger(__name__)
-
-LOADER_KINDS = ("scanpy_pbmc68k_reduced", "h5ad", "10x", "gears", "synthetic_perturbation",
-                "synthetic_positional")
-DEFAULT_ROOT = "resources/datasets"
-
-
-def known_sources() -> list[str]:
-    return [*LOADER_KINDS, *REGISTRY]
-
-
-def default_task(spec: dict[str, Any]) -> str:
-    """The task an entry means when it names none."""
-    source = spec.get("source")
-    if source in REGISTRY:
-        return REGISTRY[source].task
-    return "perturbation" if source in ("gears", "synthetic_perturbation") else "annotation"
-
-
-def lookup(datasets: dict[str, Any], name: str) -> dict[str, Any]:
-    """The config entry of dataset ``name``, or an error listing the configured ones."""
-    if name not in datasets:
-        raise ScgbError(
-            f"dataset '{name}' is not in the config; configured: {sorted(datasets)}",
-            field=f"datasets.{name}",
-            fix="add it under 'datasets:' or fix the name",
-        )
-    return datasets[name]
-
-
-def local_inputs(spec: dict[str, Any]) -> list[str]:
-    """Local files the entry names (offline overrides / bring-your-own), for Snakemake input."""
-    return [str(spec[k]) for k in ("path", "train_path", "test_path", "labels") if spec.get(k)]
-
-
-def needs_download(spec: dict[str, Any]) -> bool:
-    """A registry dataset with no local copy named: the download rule must run first."""
-    return spec.get("source") in REGISTRY and not local_inputs(spec)
-
 
 def _settings(name: str, spec: dict[str, Any], info: DatasetInfo | None) -> dict[str, Any]:
     """Registry defaults overlaid by the config entry."""
@@ -87,8 +58,14 @@ def _settings(name: str, spec: dict[str, Any], info: DatasetInfo | None) -> dict
     return merged
 
 
+def split_seed(spec: dict[str, Any]) -> int:
+    """The seed of replicate r's split: ``seed + r`` (the split, HVGs and everything fit on
+    training cells vary by replicate; generators and reference labels keep ``seed``)."""
+    return int(spec.get("seed", 0)) + int(spec.get("replicate", 0))
+
+
 def _common(name: str, s: dict[str, Any]) -> dict[str, Any]:
-    return dict(dataset=name, seed=int(s.get("seed", 0)), n_top_genes=s.get("n_top_genes"))
+    return dict(dataset=name, seed=split_seed(s), n_top_genes=s.get("n_top_genes"))
 
 
 def prepare_dataset(
@@ -100,7 +77,8 @@ def prepare_dataset(
     """Prepared AnnData for the dataset ``name`` described by its config entry ``spec``.
 
     ``inputs``: for a registry dataset, the manifest.json written by the download step; when
-    absent (a run by hand) the dataset is fetched into ``root`` first.
+    absent (a run by hand) the dataset is fetched into ``root`` first. ``spec['replicate']``
+    (default 0) picks the replicate's split (:func:`split_seed`).
     """
     source = spec.get("source")
     if source == "scanpy_pbmc68k_reduced":
@@ -134,6 +112,7 @@ def prepare_dataset(
 
         return synthetic_positional_adata(spec.get("mode", "set"), dataset=name,
                                           seed=int(spec.get("seed", 0)),
+                                          split_seed=split_seed(spec),
                                           **(spec.get("params") or {}))
     raise ScgbError(
         f"unknown source '{source}' for dataset '{name}'",
@@ -318,7 +297,7 @@ def _prepare_pair(
     split_train = np.full(parts[0].n_obs, "train", dtype=object)
     ok = ~labels_train.isna().to_numpy()
     split_train[ok] = stratified_split(
-        labels_train[ok], float(s.get("val_fraction", 0.25)), 0.0, int(s.get("seed", 0))
+        labels_train[ok], float(s.get("val_fraction", 0.25)), 0.0, split_seed(s)
     )
     split = np.concatenate([split_train, np.full(parts[1].n_obs, "test", dtype=object)])
     return prepare_annotation(

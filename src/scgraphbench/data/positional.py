@@ -25,8 +25,8 @@ MODES = ("set", "order")
 
 def synthetic_positional_adata(mode: str, *, n_cells: int = 1200, n_genes: int = 64,
                                n_markers: int = 6, seed: int = 0, val_fraction: float = 0.15,
-                               test_fraction: float = 0.2, dataset: str = "positional"
-                               ) -> ad.AnnData:
+                               test_fraction: float = 0.2, dataset: str = "positional",
+                               split_seed: int | None = None) -> ad.AnnData:
     """A prepared-layout AnnData (X, layers['counts'], obs label/split) for one mode."""
     if mode not in MODES:
         raise ScgbError(f"unknown positional mode '{mode}'", field="mode",
@@ -51,13 +51,14 @@ def synthetic_positional_adata(mode: str, *, n_cells: int = 1200, n_genes: int =
         rule = {"a": genes[a], "b": genes[b]}
     labels = np.where(y, "yes", "no")
     obs = pd.DataFrame({"label": labels}, index=[f"cell{i}" for i in range(n_cells)])
-    obs["split"] = stratified_split(obs["label"], val_fraction, test_fraction, seed)
+    split_seed = seed if split_seed is None else split_seed
+    obs["split"] = stratified_split(obs["label"], val_fraction, test_fraction, split_seed)
     adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
     adata.layers["counts"] = counts
     adata.obs["label"] = adata.obs["label"].astype("category")
     adata.obs["split"] = pd.Categorical(adata.obs["split"], categories=["train", "val", "test"])
     adata.var["gene_name"] = genes
-    adata.uns["scgraphbench"] = {"dataset": dataset, "task": "annotation", "seed": int(seed),
+    adata.uns["scgraphbench"] = {"dataset": dataset, "task": "annotation", "seed": int(split_seed),
                                  "n_top_genes": n_genes, "source": f"synthetic_positional:{mode}",
                                  "token_order": "rank" if mode == "order" else "index"}
     adata.uns["positional_rule"] = {"mode": mode, **rule}

@@ -294,37 +294,6 @@ def build_variant(
     return BuiltGraph(adjacency=A, genes=genes, stats=stats, meta=meta)
 
 
-def overlap_table(graph_paths: list[str | Path]) -> pd.DataFrame:
-    """Pairwise Jaccard of edge sets between the variants of each dataset, from graph files
-    laid out as ``<dataset>/<variant>.npz``."""
-    by_dataset: dict[str, dict[str, Path]] = {}
-    for p in map(Path, graph_paths):
-        by_dataset.setdefault(p.parent.name, {})[p.stem] = p
-    rows = []
-    for dataset, variants in sorted(by_dataset.items()):
-        loaded = {name: load_graph(p) for name, p in sorted(variants.items())}
-        names = list(loaded)
-        for i, a in enumerate(names):
-            A, genes = loaded[a]
-            for b in names[i + 1 :]:
-                B = align_graph(*loaded[b], genes, str(variants[b]))
-                rows.append(
-                    {"dataset": dataset, "variant_a": a, "variant_b": b, **edge_jaccard(A, B)}
-                )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "dataset",
-            "variant_a",
-            "variant_b",
-            "jaccard",
-            "shared_edges",
-            "edges_a",
-            "edges_b",
-        ],
-    )
-
-
 def database_paths(paths: list[str | Path] | None) -> dict[str, Path]:
     """``--databases`` files keyed by database name (file name without .csv.gz)."""
     return {database_name(p): Path(p) for p in paths or []}

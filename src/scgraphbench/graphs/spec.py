@@ -16,6 +16,7 @@ Options for every kind: ``self_loops`` (False; True for knn; random inherits its
 ``symmetrise`` (True), ``global_node`` (False: recorded for models that add a CLS node
 linked to every gene), ``max_degree`` (None: no cap; not for random, whose degrees are its
 base's). A variant without ``kind`` takes its name as kind (``coexpr: {top_h: 20}``).
+``datasets`` restricts a variant to some datasets (a planted GRN fits only its own data).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def resolve_variant(name: str, spec: dict[str, Any] | None) -> dict[str, Any]:
     """The variant's full parameters: kind, defaults filled in, unknown keys rejected."""
     spec = dict(spec or {})
     kind = spec.pop("kind", name)
+    spec.pop("datasets", None)  # which datasets the variant is built for: the plan's concern
     if kind not in KINDS:
         raise ScgbError(
             f"graph variant '{name}' has no known kind ({kind!r})",

@@ -1,5 +1,2 @@
-"""Model families. Each file registers one or more families with ``@register(name)``."""
-
-from scgraphbench.models.registry import ModelContext, available, get_family, register
-
-__all__ = ["ModelContext", "available", "get_family", "register"]
+"""Model families: the contract in :mod:`.catalog` (torch-free), classes bound to names in
+:mod:`.registry`, one module per family."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -16,23 +14,12 @@ from scgraphbench.models.registry import ModelContext, register
 class LogReg:
     """StandardScaler (fit on training cells) + LogisticRegression."""
 
-    kind = "sklearn"
-    tasks = ("annotation",)
-
-    def __init__(
-        self,
-        ctx: ModelContext,
-        C: float = 1.0,
-        max_iter: int = 1000,
-        class_weight: str | None = "balanced",
-        seed: int = 0,
-        **_: Any,
-    ) -> None:
+    def __init__(self, ctx: ModelContext, *, C: float, max_iter: int) -> None:
         self.ctx = ctx
         self.pipeline = make_pipeline(
             StandardScaler(),
             LogisticRegression(
-                C=C, max_iter=max_iter, class_weight=class_weight, random_state=seed
+                C=C, max_iter=max_iter, class_weight=ctx.class_weight, random_state=ctx.seed
             ),
         )
 

@@ -13,8 +13,6 @@ training pairs (control input, perturbation flags, perturbed target) and
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from scgraphbench.errors import ScgbError
@@ -22,16 +20,7 @@ from scgraphbench.models.registry import ModelContext, register
 
 
 class _MeanPredictor:
-    kind = "sklearn"
-    tasks = ("perturbation",)
-
-    def __init__(self, ctx: ModelContext, seed: int = 0, **params: Any) -> None:
-        if params:
-            raise ScgbError(
-                f"{self.family} takes no parameters, got {sorted(params)}",
-                field="params",
-                fix=f"remove the params of {self.family}",
-            )
+    def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
         self.mean_: np.ndarray | None = None
 

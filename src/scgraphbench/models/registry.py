@@ -1,18 +1,21 @@
-"""Model families, registered by name: adding a family is one file plus a config entry."""
+"""Family name -> class. The catalog (:mod:`.catalog`) says which module defines a family;
+the module's ``@register(name)`` binds the class to the name. Building a family checks its
+parameters against the catalog first, so every family (torch or array estimators) rejects
+a mistyped or unknown parameter with the key path before any work starts.
+"""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import scipy.sparse as sp
+from typing import TYPE_CHECKING, Any
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.models.catalog import FamilySpec, families, get_spec
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 _REGISTRY: dict[str, type] = {}
 
@@ -27,51 +30,62 @@ class ModelContext:
     n_classes: int = 0
     graph: sp.csr_matrix | None = None  # gene graph in dataset gene order, no self-loops needed
     extra: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0  # the run's effective seed (patterns, random features, estimators)
+    class_weight: str | None = None  # "balanced" or None: one setting for every family
 
 
 def register(name: str) -> Callable[[type], type]:
+    """Bind a class to a family name the catalog declares."""
+
     def deco(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"model family '{name}' registered twice")
         cls.family = name
+        cls.spec = get_spec(name)
         _REGISTRY[name] = cls
         return cls
 
     return deco
 
 
-def _import_all() -> None:
-    import scgraphbench.models as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in {"registry", "base"}:
-            importlib.import_module(f"scgraphbench.models.{mod.name}")
-
-
 def available() -> list[str]:
-    _import_all()
-    return sorted(_REGISTRY)
-
-
-def _import_defining_module(name: str) -> None:
-    """Import only the module whose source registers ``name``: a job that trains one family
-    should not pay for importing every family's libraries (seconds per job)."""
-    import scgraphbench.models as pkg
-
-    pattern = re.compile(rf"""@register\(\s*["']{re.escape(name)}["']\s*\)""")
-    for folder in pkg.__path__:
-        for path in sorted(Path(folder).glob("*.py")):
-            if pattern.search(path.read_text()):
-                importlib.import_module(f"scgraphbench.models.{path.stem}")
-                return
+    return sorted(families())
 
 
 def get_family(name: str) -> type:
+    spec = get_spec(name)
     if name not in _REGISTRY:
-        _import_defining_module(name)
+        _import(spec)
     if name not in _REGISTRY:
-        _import_all()
-    if name not in _REGISTRY:
-        raise ScgbError(f"unknown model family '{name}'", field="models",
-                        fix=f"use one of: {', '.join(sorted(_REGISTRY))}")
+        raise ScgbError(f"module '{spec.module}' defines no class registered as '{name}'",
+                        field="models", fix=f"decorate the family's class with @register('{name}')")
     return _REGISTRY[name]
+
+
+def _import(spec: FamilySpec) -> None:
+    if spec.module.endswith(".py"):
+        from scgraphbench.models.catalog import register_module
+
+        register_module(spec.module)  # executes the file, whose @register binds the class
+    else:
+        importlib.import_module(spec.module)
+
+
+def build_family(name: str, ctx: ModelContext, params: dict[str, Any] | None,
+                 where: str | None = None) -> Any:
+    """``Family(ctx, **checked params)``; user mistakes (the other task, unknown or
+    mistyped parameters, a missing graph) as ScgbError before anything is built."""
+    spec = get_spec(name)
+    where = where or f"models.{name}.params"
+    if ctx.task not in spec.tasks:
+        raise ScgbError(
+            f"family '{name}' does not do the {ctx.task} task (only {list(spec.tasks)})",
+            field="models", fix=f"drop '{name}' from the {ctx.task} datasets' models",
+        )
+    if spec.needs_graph and ctx.graph is None:
+        raise ScgbError(
+            f"family '{name}' needs a gene graph and none was given",
+            field="graphs", fix=f"list graph variants under models.{name}.graphs",
+        )
+    checked = spec.check_params(params, where=where)
+    return get_family(name)(ctx, **checked)

@@ -1,15 +1,22 @@
-"""Collect metrics.json files into a runs table and mean ± std summary tables."""
+"""Collect metrics.json files into the runs table, labelled from the plan.
+
+``runs.csv`` has one row per run: the plan's labels (dataset, replicate, model, family,
+graph, graph_kind, setting, setting_study, setting_key/value for one-key study settings,
+seed), the scalar metrics (nested ones flattened to ``a/b`` keys), ``collapsed``, and the
+path of its metrics.json. Every table and claim of the report is computed from it.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from scgraphbench.io import atomic_path, read_json, write_text
+from scgraphbench.io import read_json, write_table
 
 SCALAR = (int, float, str, bool, type(None))
+LABELS = ("task", "dataset", "replicate", "model", "family", "graph", "setting", "seed")
 
 
 def flatten_metrics(m: dict, prefix: str = "") -> dict:
@@ -17,7 +24,7 @@ def flatten_metrics(m: dict, prefix: str = "") -> dict:
     lists (history, per-class arrays) stay in metrics.json only."""
     flat = {}
     for key, value in m.items():
-        if key in ("history", "environment", "params"):
+        if key in ("history", "environment", "params", "train"):
             continue
         if isinstance(value, dict):
             flat.update(flatten_metrics(value, f"{prefix}{key}/"))
@@ -26,7 +33,7 @@ def flatten_metrics(m: dict, prefix: str = "") -> dict:
     return flat
 
 
-def load_runs(paths: list[str]) -> pd.DataFrame:
+def load_runs(paths: list[str], plan: dict[str, Any] | None = None) -> pd.DataFrame:
     rows = []
     for p in paths:
         m = read_json(p)
@@ -36,59 +43,41 @@ def load_runs(paths: list[str]) -> pd.DataFrame:
         row["metrics_path"] = str(p)
         rows.append(row)
     runs = pd.DataFrame(rows)
-    # runs made by hand may lack the labels Snakemake passes: fill what can be derived
-    for column, default in (("model", runs.get("family")), ("graph", "none"),
-                            ("setting", "default"), ("dataset", "unnamed")):
+    # runs made by hand may lack the labels the workflow passes: fill what can be derived
+    for column, default in (("model", None), ("graph", "none"), ("setting", "default"),
+                            ("dataset", "unnamed"), ("replicate", 0)):
         if column not in runs:
-            runs[column] = default
+            runs[column] = runs["family"] if column == "model" else default
         runs[column] = runs[column].fillna(runs["family"] if column == "model" else default)
-    parts = runs["setting"].fillna("default").str.partition("-")
-    runs["setting_key"] = parts[0].where(parts[2] != "", "")
-    runs["setting_value"] = parts[2]
-    first = [c for c in ("task", "dataset", "model", "family", "graph", "setting", "seed")
-             if c in runs]
+    runs["replicate"] = runs["replicate"].astype(int)
+    if "collapsed" not in runs:
+        runs["collapsed"] = False
+    runs["collapsed"] = runs["collapsed"].fillna(False).astype(bool)
+    _label_settings(runs, plan)
+    first = [c for c in LABELS if c in runs]
     return runs[first + [c for c in runs.columns if c not in first]].sort_values(first)
 
 
-def write_table(df: pd.DataFrame, path: Path, markdown: str | None = None) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    if markdown is not None:
-        write_text(path.with_suffix(".md"), markdown)
+def _label_settings(runs: pd.DataFrame, plan: dict[str, Any] | None) -> None:
+    """setting_study, setting_key, setting_value, graph_kind: from the plan (never parsed
+    from names); runs outside any plan count as the main study's default."""
+    settings = (plan or {}).get("settings", {})
+    kinds = {g: v["kind"] for g, v in ((plan or {}).get("graphs") or {}).items()}
+    study, key, value = [], [], []
+    for model, name in zip(runs["model"], runs["setting"], strict=True):
+        s = settings.get(f"{model}/{name}") or {"study": "main", "overrides": []}
+        study.append(s["study"])
+        single = len(s["overrides"]) == 1 and s["study"] != "tuning"
+        key.append(s["overrides"][0][1] if single else "")
+        value.append(s["overrides"][0][2] if single else None)
+    runs["setting_study"], runs["setting_key"], runs["setting_value"] = study, key, value
+    runs["graph_kind"] = runs["graph"].map(kinds).fillna(
+        runs["graph"].where(runs["graph"] == "none", "unknown"))
 
 
-def aggregate(metrics_paths: list[str], out_csv: str) -> pd.DataFrame:
+def aggregate(metrics_paths: list[str], out_csv: str, plan: dict[str, Any] | None = None
+              ) -> pd.DataFrame:
     """All runs, one row each, into ``runs.csv``: what every study table is computed from."""
-    runs = load_runs(metrics_paths)
-    write_table(runs, Path(out_csv))
+    runs = load_runs(metrics_paths, plan)
+    write_table(runs, out_csv)
     return runs
-
-
-def graph_table(stats_paths: list[str], out: str, graph_paths: list[str] | None = None,
-                overlap_out: str | None = None) -> pd.DataFrame:
-    """One row per (dataset, variant) from the stats.json files of build_graph.
-
-    Nested fields become dotted columns (``databases.<db>.hvg_fraction``, ``overlap.base``,
-    ``params.top_h``); lists are left out. GenoHoption's reported mean degree stands beside
-    ours for the datasets it reports (ms, myeloid, pancreas). With ``graph_paths`` and
-    ``overlap_out``, the pairwise edge Jaccard between each dataset's variants is written too.
-    """
-    from scgraphbench.graphs.build import GENOHOPTION_PAPER_MEAN_DEGREE, overlap_table
-
-    rows = []
-    for p in stats_paths:
-        st = read_json(p)
-        st.setdefault("dataset", Path(p).parent.name)
-        flat = pd.json_normalize(st, sep=".").iloc[0].to_dict()
-        rows.append({k: v for k, v in flat.items() if not isinstance(v, (dict, list))})
-    df = pd.DataFrame(rows)
-    df["genohoption_paper_mean_degree"] = (
-        df["dataset"].astype(str).str.lower().map(GENOHOPTION_PAPER_MEAN_DEGREE))
-    first = [c for c in ("dataset", "variant", "kind", "nodes", "edges", "mean_degree",
-                         "genohoption_paper_mean_degree") if c in df]
-    df = df[first + [c for c in df.columns if c not in first]].sort_values(["dataset", "variant"])
-    write_table(df, Path(out), df.to_markdown(index=False) + "\n")
-    if graph_paths and overlap_out:
-        ov = overlap_table(graph_paths)
-        write_table(ov, Path(overlap_out), ov.to_markdown(index=False) + "\n")
-    return df

@@ -1,7 +1,9 @@
-"""One function per study: runs table -> (summary table, markdown, figure).
+"""One function per study: (runs table, plan) -> (summary table, markdown, figure).
 
-Every number comes from ``runs.csv`` (one row per run); error bars are the standard
-deviation over seeds; p-values are paired across seeds (see :mod:`.stats`).
+Every number comes from ``runs.csv``; the plan says what each table compares. Spreads are
+over replicates (train/val/test splits), after averaging the seeds inside a replicate;
+comparisons are paired by replicate (two-sided paired t-test, Holm-adjusted within each
+declared family); collapsed runs are left out of every number and counted in a column.
 """
 
 from __future__ import annotations
@@ -20,28 +22,49 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from scgraphbench.errors import ScgbError  # noqa: E402
-from scgraphbench.io import atomic_path, write_text  # noqa: E402
-from scgraphbench.report.stats import (  # noqa: E402
-    by_seed,
-    format_mean_std,
-    format_p,
-    paired_test,
-    summarise,
-)
+from scgraphbench.io import atomic_path, write_table  # noqa: E402
+from scgraphbench.plan.comparisons import comparison_from_dict  # noqa: E402
+from scgraphbench.report.arms import UNIT, main_settings, paired, resolve_arm, usable  # noqa: E402
+from scgraphbench.report.inference import holm, two_sided  # noqa: E402
+from scgraphbench.report.stats import format_mean_std, format_p  # noqa: E402
 
 ANNOTATION = ["accuracy", "macro_f1"]
 COST = ["time_per_step_s", "peak_memory_mb", "n_parameters", "train_time_s",
         "inference_cells_per_s"]
 PERTURBATION = ["pearson_delta", "pearson_delta_de", "mse_de", "pearson_de", "pearson", "mse"]
+Result = tuple[pd.DataFrame, str, plt.Figure]
 
 
-def _label(df: pd.DataFrame) -> pd.Series:
-    return np.where(df["graph"].astype(str) == "none", df["model"].astype(str),
-                    df["model"].astype(str) + " · " + df["graph"].astype(str))
+def label(df: pd.DataFrame) -> pd.Series:
+    return pd.Series(np.where(df["graph"].astype(str) == "none", df["model"].astype(str),
+                              df["model"].astype(str) + " · " + df["graph"].astype(str)),
+                     index=df.index)
 
 
-def _markdown(table: pd.DataFrame, keys: list[str], metrics: list[str],
-              extra: list[str] = ()) -> str:
+def summarise(runs: pd.DataFrame, metrics: list[str], group: list[str]) -> pd.DataFrame:
+    """One row per group: ``<metric>_mean`` and ``<metric>_std`` over replicates (seeds
+    averaged within each replicate first), ``n_replicates``, ``n_runs``."""
+    metrics = [m for m in metrics if m in runs.columns]
+    if runs.empty:
+        return pd.DataFrame(columns=group)
+    units = runs.groupby(group + [c for c in UNIT if c not in group], dropna=False)[
+        metrics].mean().reset_index()
+    g = units.groupby(group, dropna=False, sort=True)
+    out = g[metrics].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["n_replicates"] = g.size()
+    out["n_runs"] = runs.groupby(group, dropna=False).size()
+    return out.reset_index()
+
+
+def collapsed_counts(runs: pd.DataFrame, group: list[str]) -> pd.Series:
+    if runs.empty:
+        return pd.Series(dtype=int)
+    return runs.groupby(group, dropna=False)["collapsed"].sum().astype(int)
+
+
+def markdown(table: pd.DataFrame, keys: list[str], metrics: list[str],
+             extra: list[str] = ()) -> str:
     md = table[keys].copy()
     for m in metrics:
         if f"{m}_mean" in table:
@@ -52,8 +75,9 @@ def _markdown(table: pd.DataFrame, keys: list[str], metrics: list[str],
             md[col] = [format_p(v) if col.startswith("p_") else
                        (f"{v:+.4f}" if isinstance(v, float) and not np.isnan(v) else
                         ("n/a" if isinstance(v, float) else v)) for v in table[col]]
-    if "n_seeds" in table:
-        md["seeds"] = table["n_seeds"]
+    for col in ("n_replicates", "collapsed"):
+        if col in table:
+            md[col.replace("n_", "")] = table[col]
     return md.to_markdown(index=False) + "\n"
 
 
@@ -65,7 +89,7 @@ def save_figure(fig: plt.Figure, png: Path) -> None:
     plt.close(fig)
 
 
-def _log_axis(ax: plt.Axes, axis: str = "x") -> None:
+def log_axis(ax: plt.Axes, axis: str = "x") -> None:
     """Log scale with plain major labels only (minor labels overlap on short ranges)."""
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -73,52 +97,78 @@ def _log_axis(ax: plt.Axes, axis: str = "x") -> None:
     target.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def _empty_figure(message: str) -> plt.Figure:
+def empty_figure(message: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 1.5))
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
     return fig
 
 
-def _default(runs: pd.DataFrame, task: str) -> pd.DataFrame:
-    return runs[(runs["task"] == task) & (runs["setting"] == "default")]
+def tuned(plan: dict[str, Any]) -> bool:
+    return any(s["study"] == "tuning" for s in plan.get("settings", {}).values())
 
 
-def _compare(runs: pd.DataFrame, row: pd.Series, metric: str, other: dict[str, Any]) -> dict:
-    mine = by_seed(runs, metric, dataset=row["dataset"], model=row["model"], graph=row["graph"],
-                   setting="default")
-    theirs = by_seed(runs, metric, dataset=row["dataset"], setting="default", **other)
-    t = paired_test(mine, theirs)
-    return {"delta": t.mean_difference, "p_ttest": t.p_ttest, "p_wilcoxon": t.p_wilcoxon}
+def main_runs(runs: pd.DataFrame, plan: dict[str, Any], task: str | None = None
+              ) -> pd.DataFrame:
+    """The main comparison's runs (collapsed ones included: callers count them)."""
+    sel = main_settings(runs, tuned(plan))
+    main = [d for d, s in plan.get("datasets", {}).items() if s.get("main", True)]
+    sel = sel[sel["dataset"].isin(main)] if main else sel
+    return sel if task is None else sel[sel["task"] == task]
 
 
-def _comparison_table(runs: pd.DataFrame, task: str, metrics: list[str], key_metric: str,
-                      settings: dict[str, Any]) -> pd.DataFrame:
-    sel = _default(runs, task)
+def comparison_columns(runs: pd.DataFrame, plan: dict[str, Any], table: str
+                       ) -> pd.DataFrame:
+    """The plan's two-sided comparisons of one table: delta, p and Holm-adjusted p per row
+    (model, graph), one column set per kind (vs baseline, vs random, vs the full arm)."""
+    good, _ = usable(runs)
+    rows = []
+    for c in map(comparison_from_dict, plan.get("comparisons", [])):
+        if c.table != table:
+            continue
+        a = resolve_arm(good, c.a, c.metric, c.datasets).values
+        b = resolve_arm(good, c.b, c.metric, c.datasets).values
+        x, y, units = paired(a, b)
+        test = two_sided(x, y)
+        tail = c.id.rsplit(":", 1)[-1]
+        rows.append({"family": c.family, "kind": tail if tail.startswith("vs_") else "vs_full",
+                     "dataset": c.datasets[0], "model": c.a.candidates[0][0],
+                     "graph": c.a.candidates[0][1], "arm": c.a.label, "delta": test.estimate,
+                     "p": test.p_value, "n_pairs": len(units)})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "model", "graph"])
+    df = pd.DataFrame(rows)
+    df["p_holm"] = np.nan
+    for _, idx in df.groupby("family").groups.items():
+        df.loc[idx, "p_holm"] = holm(df.loc[idx, "p"].to_numpy(float))
+    wide = []
+    for kind, part in df.groupby("kind"):
+        part = part.set_index(["dataset", "model", "graph"])[["delta", "p", "p_holm"]]
+        part.columns = [f"{col}_{kind}" for col in part.columns]
+        wide.append(part)
+    return pd.concat(wide, axis=1).reset_index()
+
+
+def comparison_table(runs: pd.DataFrame, plan: dict[str, Any], task: str, metrics: list[str],
+                     table_name: str) -> pd.DataFrame:
+    sel = main_runs(runs, plan, task)
     if sel.empty:
         return pd.DataFrame()
-    table = summarise(sel, metrics, ["dataset", "model", "family", "graph"])
-    baseline = settings.get("baseline", "transformer")
-    random_of = settings.get("random_control", {})
-    rows = []
-    for _, row in table.iterrows():
-        res = {}
-        if row["model"] != baseline:
-            c = _compare(sel, row, key_metric, {"model": baseline, "graph": "none"})
-            res.update({f"{k}_vs_{baseline}": v for k, v in c.items()})
-        rnd = random_of.get(row["graph"])
-        if rnd:
-            c = _compare(sel, row, key_metric, {"model": row["model"], "graph": rnd})
-            res.update({f"{k}_vs_random": v for k, v in c.items()})
-        rows.append(res)
-    return pd.concat([table, pd.DataFrame(rows, index=table.index)], axis=1)
+    keys = ["dataset", "model", "family", "graph"]
+    good, _ = usable(sel)
+    table = summarise(good, metrics, keys)
+    counts = collapsed_counts(sel, keys).rename("collapsed").reset_index()
+    table = counts.merge(table, on=keys, how="left")
+    comp = comparison_columns(sel, plan, table_name)
+    return table.merge(comp, on=["dataset", "model", "graph"], how="left")
 
 
-def _bar(data: pd.DataFrame, metric: str, xlabel: str, hue: str = "dataset") -> plt.Figure:
-    data = data.assign(label=_label(data))
-    order = data.groupby("label")[metric].mean().sort_values(ascending=False).index
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) * max(1, data[hue].nunique()) + 1.2))
-    sns.barplot(data=data, y="label", x=metric, hue=hue, order=order, errorbar="sd",
+def bar(data: pd.DataFrame, metric: str, xlabel: str, hue: str = "dataset") -> plt.Figure:
+    units = data.groupby(["model", "graph", *UNIT])[metric].mean().reset_index()
+    units["label"] = label(units)
+    order = units.groupby("label")[metric].mean().sort_values(ascending=False).index
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) * max(1, units[hue].nunique()) + 1.2))
+    sns.barplot(data=units, y="label", x=metric, hue=hue, order=order, errorbar="sd",
                 capsize=0.15, ax=ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("model · gene graph")
@@ -126,53 +176,53 @@ def _bar(data: pd.DataFrame, metric: str, xlabel: str, hue: str = "dataset") -> 
 
 
 # -- studies -----------------------------------------------------------------------------
-def study_main(runs: pd.DataFrame, settings: dict[str, Any]) -> tuple[pd.DataFrame, str, plt.Figure]:
-    table = _comparison_table(runs, "annotation", ANNOTATION + ["time_per_step_s",
-                                                               "peak_memory_mb"],
-                              "macro_f1", settings)
+def study_main(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    table = comparison_table(runs, plan, "annotation", ANNOTATION + ["time_per_step_s",
+                                                                     "peak_memory_mb"], "main")
     if table.empty:
-        return table, "no annotation runs\n", _empty_figure("no annotation runs")
-    b = settings.get("baseline", "transformer")
+        return table, "no annotation runs\n", empty_figure("no annotation runs")
     extra = [c for c in table.columns if c.startswith(("delta_", "p_"))]
-    md = _markdown(table, ["dataset", "model", "graph"], ANNOTATION, extra)
-    fig = _bar(_default(runs, "annotation"), "macro_f1",
-               f"test macro-F1, mean ± std over seeds (p-values vs {b} in the table)")
+    md = markdown(table, ["dataset", "model", "graph"], ANNOTATION, extra)
+    good, _ = usable(main_runs(runs, plan, "annotation"))
+    fig = bar(good, "macro_f1", "test macro-F1, mean ± std over replicates")
     return table, md, fig
 
 
-def study_perturbation(runs: pd.DataFrame, settings: dict[str, Any]
-                       ) -> tuple[pd.DataFrame, str, plt.Figure]:
-    table = _comparison_table(runs, "perturbation", PERTURBATION + ["time_per_step_s"],
-                              "pearson_delta", settings)
+def study_perturbation(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    table = comparison_table(runs, plan, "perturbation", PERTURBATION + ["time_per_step_s"],
+                             "perturbation")
     if table.empty:
-        return table, "no perturbation runs\n", _empty_figure("no perturbation runs")
+        return table, "no perturbation runs\n", empty_figure("no perturbation runs")
     extra = [c for c in table.columns if c.startswith(("delta_", "p_"))]
-    md = _markdown(table, ["dataset", "model", "graph"], PERTURBATION, extra)
-    sel = _default(runs, "perturbation")
-    metric = "pearson_delta_de" if "pearson_delta_de" in sel else "pearson_delta"
-    fig = _bar(sel, metric, f"{metric} on test perturbations, mean ± std over seeds")
+    md = markdown(table, ["dataset", "model", "graph"], PERTURBATION, extra)
+    good, _ = usable(main_runs(runs, plan, "perturbation"))
+    metric = "pearson_delta_de" if "pearson_delta_de" in good else "pearson_delta"
+    fig = bar(good, metric, f"{metric} on test perturbations, mean ± std over replicates")
     return table, md, fig
 
 
-def study_cost(runs: pd.DataFrame, settings: dict[str, Any]) -> tuple[pd.DataFrame, str, plt.Figure]:
-    sel = runs[runs["setting"] == "default"]
-    table = summarise(sel, COST + ANNOTATION + ["pearson_delta"],
-                      ["task", "dataset", "model", "family", "graph"])
-    b = settings.get("baseline", "transformer")
+def study_cost(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    sel, _ = usable(main_runs(runs, plan))
+    keys = ["task", "dataset", "model", "family", "graph"]
+    table = summarise(sel, COST + ANNOTATION + ["pearson_delta"], keys)
+    b = plan.get("report", {}).get("baseline", "transformer")
     for metric in ("time_per_step_s", "peak_memory_mb", "n_parameters"):
+        if f"{metric}_mean" not in table:
+            continue
         base = table[(table["model"] == b) & (table["graph"] == "none")].set_index("dataset")[
             f"{metric}_mean"]
         table[f"{metric}_ratio_vs_{b}"] = table[f"{metric}_mean"] / table["dataset"].map(base)
     ratios = [c for c in table.columns if "_ratio_vs_" in c]
-    md = _markdown(table, ["task", "dataset", "model", "graph"], COST[:3], [])
-    md_ratios = table[["dataset", "model", "graph"] + ratios].round(3).to_markdown(index=False)
-    md = md + "\nRatios to the dense " + b + " (mean over seeds):\n\n" + md_ratios + "\n"
+    md = markdown(table, ["task", "dataset", "model", "graph"], COST[:3])
+    md += (f"\nRatios to the dense {b} (mean over replicates):\n\n"
+           + table[["dataset", "model", "graph"] + ratios].round(3).to_markdown(index=False)
+           + "\n")
     ann = sel[sel["task"] == "annotation"]
     if ann.empty:
-        return table, md, _empty_figure("no annotation runs for the cost figure")
+        return table, md, empty_figure("no annotation runs for the cost figure")
     agg = summarise(ann, ["macro_f1", "time_per_step_s", "peak_memory_mb"],
                     ["dataset", "model", "graph"])
-    agg["label"] = _label(agg)
+    agg["label"] = label(agg)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, (col, name) in zip(axes, [("time_per_step_s", "time per training step (s)"),
                                       ("peak_memory_mb", "peak memory above baseline (MB)")],
@@ -181,7 +231,7 @@ def study_cost(runs: pd.DataFrame, settings: dict[str, Any]) -> tuple[pd.DataFra
                         style="dataset", s=70, ax=ax, legend=ax is axes[-1])
         ax.errorbar(agg[f"{col}_mean"], agg["macro_f1_mean"], xerr=agg[f"{col}_std"].fillna(0),
                     yerr=agg["macro_f1_std"].fillna(0), fmt="none", ecolor="grey", alpha=0.6)
-        _log_axis(ax)
+        log_axis(ax)
         ax.set_xlabel(f"{name}, log scale")
         ax.set_ylabel("test macro-F1")
     axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7,
@@ -189,131 +239,140 @@ def study_cost(runs: pd.DataFrame, settings: dict[str, Any]) -> tuple[pd.DataFra
     return table, md, fig
 
 
-def _setting_study(runs: pd.DataFrame, keys: list[str], default_values: dict[str, float],
-                   models: list[str] | None) -> pd.DataFrame:
-    """Runs of a study whose settings vary one key; the default setting counts at its default."""
-    frames = []
-    for key in keys:
-        sel = runs[runs["setting_key"] == key].copy()
-        sel["value"] = pd.to_numeric(sel["setting_value"], errors="coerce")
-        if key in default_values:
-            base = runs[(runs["setting"] == "default")].copy()
-            if models is not None:
-                base = base[base["model"].isin(sel["model"].unique())]
-            base["value"] = default_values[key]
-            sel = pd.concat([sel, base])
-        sel["parameter"] = key
-        frames.append(sel)
-    out = pd.concat(frames) if frames else pd.DataFrame()
-    if models is not None and not out.empty:
-        out = out[out["model"].isin(models)]
+def varied(runs: pd.DataFrame, plan: dict[str, Any], study: str, key: str, models: list[str]
+           ) -> pd.DataFrame:
+    """A study's runs that vary ``key``, plus the same models' default runs on the same
+    graph and replicates at the default value (read from the model's resolved params)."""
+    sel = runs[(runs["setting_study"] == study) & (runs["setting_key"] == key)
+               & runs["model"].isin(models)].copy()
+    if sel.empty:
+        return sel
+    sel["value"] = sel["setting_value"]
+    frames = [sel]
+    for (model, graph), part in sel.groupby(["model", "graph"]):
+        params = plan.get("models", {}).get(model, {}).get("params", {})
+        default = 1.0 if key == "train_fraction" else params.get(key)
+        base = runs[(runs["model"] == model) & (runs["graph"] == graph)
+                    & (runs["setting"] == "default")
+                    & runs["replicate"].isin(part["replicate"].unique())
+                    & runs["dataset"].isin(part["dataset"].unique())].copy()
+        base["value"] = default
+        frames.append(base)
+    out = pd.concat(frames)
+    out["parameter"] = key
     return out
 
 
-def study_few_shot(runs: pd.DataFrame, settings: dict[str, Any]
-                   ) -> tuple[pd.DataFrame, str, plt.Figure]:
-    section = settings["studies"].get("few_shot") or {}
-    data = _setting_study(runs[runs["task"] == "annotation"], ["frac"], {"frac": 1.0},
-                          section.get("models"))
-    if data.empty:
-        return pd.DataFrame(), "no few-shot runs\n", _empty_figure("no few-shot runs")
-    data = data[data["value"].isin(section.get("fractions", data["value"].unique()))]
-    data = data.rename(columns={"value": "train_fraction"})
-    table = summarise(data, ANNOTATION, ["dataset", "model", "graph", "train_fraction"])
-    md = _markdown(table, ["dataset", "model", "graph", "train_fraction"], ANNOTATION)
+def study_few_shot(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    section = plan.get("studies", {}).get("few_shot") or {}
+    models = section.get("models") or list(plan.get("models", {}))
+    data = varied(runs[runs["task"] == "annotation"], plan, "few_shot", "train_fraction", models)
+    good, _ = usable(data)
+    if good.empty:
+        return pd.DataFrame(), "no few-shot runs\n", empty_figure("no few-shot runs")
+    good = good.rename(columns={"value": "train_fraction"})
+    good["train_fraction"] = good["train_fraction"].astype(float)
+    keys = ["dataset", "model", "graph", "train_fraction"]
+    table = summarise(good, ANNOTATION, keys)
+    md = markdown(table, keys, ANNOTATION)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    units = good.groupby([*keys, "replicate"])[ANNOTATION].mean().reset_index()
+    units["label"] = label(units)
     for ax, metric in zip(axes, ANNOTATION, strict=True):
-        sns.lineplot(data=data.assign(label=_label(data)), x="train_fraction", y=metric,
-                     hue="label", style="dataset", marker="o", errorbar="sd", ax=ax,
-                     legend=ax is axes[-1])
-        _log_axis(ax)
+        sns.lineplot(data=units, x="train_fraction", y=metric, hue="label", style="dataset",
+                     marker="o", errorbar="sd", ax=ax, legend=ax is axes[-1])
+        log_axis(ax)
         ax.set_xlabel("fraction of training cells (stratified), log scale")
         ax.set_ylabel(f"test {metric.replace('_', '-')}")
     axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
     return table, md, fig
 
 
-def study_sensitivity(runs: pd.DataFrame, settings: dict[str, Any]
-                      ) -> tuple[pd.DataFrame, str, plt.Figure]:
-    section = settings["studies"].get("sensitivity") or {}
-    frames = []
-    for model, grid in (section.get("grid") or {}).items():
-        defaults = {k: v for k, v in (section.get("defaults", {}).get(model) or
-                                      {"alpha": 0.25, "t": 5.0, "steps": 6}).items()
-                    if k in grid}
-        frames.append(_setting_study(runs, list(grid), defaults, [model]))
-    data = pd.concat(frames) if frames else pd.DataFrame()
+SENSITIVITY_LABELS = {"alpha": "PPR teleport α", "t": "heat-kernel time t",
+                      "steps": "diffusion steps K"}
+
+
+def study_sensitivity(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    section = plan.get("studies", {}).get("sensitivity") or {}
+    frames = [varied(runs, plan, "sensitivity", key, [model])
+              for model, grid in (section.get("grid") or {}).items() for key in grid]
+    frames = [f for f in frames if not f.empty]
+    data = usable(pd.concat(frames))[0] if frames else pd.DataFrame()
     if data.empty:
-        return pd.DataFrame(), "no sensitivity runs\n", _empty_figure("no sensitivity runs")
+        return pd.DataFrame(), "no sensitivity runs\n", empty_figure("no sensitivity runs")
     metric = "macro_f1" if (data["task"] == "annotation").any() else "pearson_delta"
-    table = summarise(data, [metric, "accuracy"], ["dataset", "model", "parameter", "value"])
-    md = _markdown(table, ["dataset", "model", "parameter", "value"], [metric, "accuracy"])
+    data["value"] = data["value"].astype(float)
+    keys = ["dataset", "model", "graph", "parameter", "value"]
+    table = summarise(data, [metric, "accuracy"], keys)
+    md = markdown(table, keys, [metric, "accuracy"])
     params = list(dict.fromkeys(data["parameter"]))
     fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.8), squeeze=False)
+    units = data.groupby([*keys, "replicate"])[metric].mean().reset_index()
+    units["label"] = label(units)
     for ax, p in zip(axes[0], params, strict=True):
-        d = data[data["parameter"] == p]
-        sns.lineplot(data=d, x="value", y=metric, hue="model", style="dataset", marker="o",
-                     errorbar="sd", ax=ax)
-        ax.set_xlabel({"alpha": "PPR teleport α", "t": "heat-kernel time t",
-                       "steps": "diffusion steps K"}.get(p, p))
+        sns.lineplot(data=units[units["parameter"] == p], x="value", y=metric, hue="label",
+                     style="dataset", marker="o", errorbar="sd", ax=ax)
+        ax.set_xlabel(SENSITIVITY_LABELS.get(p, p))
         ax.set_ylabel(f"test {metric}")
     return table, md, fig
 
 
-def study_ablation(runs: pd.DataFrame, settings: dict[str, Any]
-                   ) -> tuple[pd.DataFrame, str, plt.Figure]:
-    section = settings["studies"].get("ablation") or {}
+def study_ablation(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    section = plan.get("studies", {}).get("ablation") or {}
     arms = section.get("arms") or {}
     frames = []
-    for label, arm in arms.items():
+    for name, arm in arms.items():
         sel = runs[(runs["model"] == arm["model"]) & (runs["graph"] == arm["graph"])
                    & (runs["setting"] == "default")].copy()
-        sel["arm"] = label
+        sel["arm"] = name
         frames.append(sel)
     data = pd.concat(frames) if frames else pd.DataFrame()
     if data.empty:
-        return pd.DataFrame(), "no ablation runs\n", _empty_figure("no ablation runs")
+        return pd.DataFrame(), "no ablation runs\n", empty_figure("no ablation runs")
+    if section.get("datasets"):
+        data = data[data["dataset"].isin(section["datasets"])]
     metric = "macro_f1" if (data["task"] == "annotation").any() else "pearson_delta"
-    table = summarise(data, [metric, "accuracy"], ["dataset", "arm", "model", "graph"])
-    full = next(iter(arms))
-    deltas = []
-    for _, row in table.iterrows():
-        a = by_seed(data, metric, dataset=row["dataset"], arm=row["arm"])
-        b = by_seed(data, metric, dataset=row["dataset"], arm=full)
-        t = paired_test(a, b)
-        deltas.append({f"delta_vs_{full}": t.mean_difference, f"p_ttest_vs_{full}": t.p_ttest})
-    table = pd.concat([table, pd.DataFrame(deltas, index=table.index)], axis=1)
-    md = _markdown(table, ["dataset", "arm", "model", "graph"], [metric, "accuracy"],
-                   [f"delta_vs_{full}", f"p_ttest_vs_{full}"])
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(arms) * data["dataset"].nunique() + 1.2))
-    sns.barplot(data=data, y="arm", x=metric, hue="dataset", order=list(arms), errorbar="sd",
-                capsize=0.15, ax=ax)
-    ax.set_xlabel(f"test {metric}, mean ± std over seeds")
+    keys = ["dataset", "arm", "model", "graph"]
+    good, _ = usable(data)
+    table = summarise(good, [metric, "accuracy"], keys)
+    table = collapsed_counts(data, keys).rename("collapsed").reset_index().merge(
+        table, on=keys, how="left")
+    comp = comparison_columns(data, plan, "ablation")
+    table = table.merge(comp, on=["dataset", "model", "graph"], how="left")
+    extra = [c for c in table.columns if c.startswith(("delta_", "p_"))]
+    md = markdown(table, keys, [metric, "accuracy"], extra)
+    units = good.groupby([*keys, "replicate"])[metric].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(arms) * units["dataset"].nunique() + 1.2))
+    sns.barplot(data=units, y="arm", x=metric, hue="dataset", order=list(arms),
+                errorbar="sd", capsize=0.15, ax=ax)
+    ax.set_xlabel(f"test {metric}, mean ± std over replicates")
     ax.set_ylabel("ablation arm")
     return table, md, fig
 
 
-def study_positional(runs: pd.DataFrame, settings: dict[str, Any]
-                     ) -> tuple[pd.DataFrame, str, plt.Figure]:
-    section = settings["studies"].get("positional") or {}
-    data = runs[runs["dataset"].isin(list(section.get("datasets", {})))
-                & (runs["setting_key"] == "pe")].copy()
-    if data.empty:
-        return pd.DataFrame(), "no positional runs\n", _empty_figure("no positional runs")
-    data["positional_encoding"] = data["setting_value"]
-    table = summarise(data, ANNOTATION, ["dataset", "model", "positional_encoding"])
-    md = _markdown(table, ["dataset", "model", "positional_encoding"], ANNOTATION)
-    g = sns.catplot(data=data, x="accuracy", y="model", hue="positional_encoding",
+def study_positional(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
+    data = runs[(runs["setting_study"] == "positional")
+                & (runs["setting_key"] == "positional")].copy()
+    good, _ = usable(data)
+    if good.empty:
+        return pd.DataFrame(), "no positional runs\n", empty_figure("no positional runs")
+    good["positional_encoding"] = np.where(good["setting_value"].astype(str) == "True", "on",
+                                           "off")
+    keys = ["dataset", "model", "positional_encoding"]
+    table = summarise(good, ANNOTATION, keys)
+    md = markdown(table, keys, ANNOTATION)
+    units = good.groupby([*keys, "replicate"])["accuracy"].mean().reset_index()
+    g = sns.catplot(data=units, x="accuracy", y="model", hue="positional_encoding",
                     col="dataset", kind="bar", errorbar="sd", capsize=0.15, height=3.5,
                     aspect=1.3)
-    g.set_axis_labels("test accuracy, mean ± std over seeds", "model")
+    g.set_axis_labels("test accuracy, mean ± std over replicates", "model")
     return table, md, g.figure
 
 
-def study_scaling(runs: pd.DataFrame, settings: dict[str, Any], scaling: pd.DataFrame | None
-                  ) -> tuple[pd.DataFrame, str, plt.Figure]:
+def study_scaling(runs: pd.DataFrame, plan: dict[str, Any], scaling: pd.DataFrame | None
+                  ) -> Result:
     if scaling is None or scaling.empty:
-        return pd.DataFrame(), "no scaling measurements\n", _empty_figure("no scaling data")
+        return pd.DataFrame(), "no scaling measurements\n", empty_figure("no scaling data")
     ok = scaling[scaling["status"] == "ok"]
     table = ok.groupby(["model", "n_genes"], as_index=False)[
         ["time_per_step_s", "peak_memory_mb"]].agg(["median", "std"])
@@ -329,22 +388,22 @@ def study_scaling(runs: pd.DataFrame, settings: dict[str, Any], scaling: pd.Data
                                strict=True):
         sns.lineplot(data=ok, x="n_genes", y=col, hue="model", marker="o", errorbar="sd",
                      ax=ax, legend=ax is axes[-1])
-        _log_axis(ax, "x")
-        _log_axis(ax, "y")
+        log_axis(ax, "x")
+        log_axis(ax, "y")
         ax.set_xlabel("genes per cell (sequence length), log scale")
         ax.set_ylabel(f"{name}, log scale")
     axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
     return table, md, fig
 
 
-STUDIES: dict[str, Callable[..., tuple[pd.DataFrame, str, plt.Figure]]] = {
+STUDIES: dict[str, Callable[..., Result]] = {
     "main": study_main, "perturbation": study_perturbation, "cost": study_cost,
     "few_shot": study_few_shot, "sensitivity": study_sensitivity, "ablation": study_ablation,
     "positional": study_positional, "scaling": study_scaling,
 }
 
 
-def run_study(name: str, runs_csv: str, settings: dict[str, Any], table_out: str,
+def run_study(name: str, runs_csv: str, plan: dict[str, Any], table_out: str,
               figure_out: str, scaling_csv: str | None = None) -> pd.DataFrame:
     if name not in STUDIES:
         raise ScgbError(f"unknown study '{name}'", field="studies",
@@ -353,12 +412,9 @@ def run_study(name: str, runs_csv: str, settings: dict[str, Any], table_out: str
     sns.set_theme(style="whitegrid", context="paper")
     if name == "scaling":
         scaling = pd.read_csv(scaling_csv) if scaling_csv else None
-        table, md, fig = study_scaling(runs, settings, scaling)
+        table, md, fig = study_scaling(runs, plan, scaling)
     else:
-        table, md, fig = STUDIES[name](runs, settings)
-    out = Path(table_out)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False)
-    write_text(out.with_suffix(".md"), md)
+        table, md, fig = STUDIES[name](runs, plan)
+    write_table(table, table_out, md)
     save_figure(fig, Path(figure_out))
     return table

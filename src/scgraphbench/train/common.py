@@ -1,5 +1,4 @@
-"""Pieces every run shares: the checkpoint fingerprint, graph loading, building a family,
-timed inference, the cost block of metrics.json and the interpretability probe."""
+"""Pieces every run shares: the checkpoint fingerprint, graph loading, timed inference, the cost block of metrics.json and the interpretability probe."""
 
 from __future__ import annotations
 
@@ -16,10 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scgraphbench.errors import ScgbError
 from scgraphbench.evaluate.attention import attention_maps, attention_on_known_edges
 from scgraphbench.graphs.io import align_graph, load_graph
-from scgraphbench.models.registry import ModelContext, get_family
 from scgraphbench.train.cost import count_parameters, environment, mixer_flops
 
 log = logging.getLogger(__name__)
@@ -67,36 +64,6 @@ def load_aligned_graph(graph_path: str | None, genes: list[str]) -> sp.csr_matri
         return None
     A, graph_genes = load_graph(graph_path)
     return align_graph(A, graph_genes, genes, graph_path)
-
-
-def build_family(family: str, ctx: ModelContext, params: dict[str, Any], seed: int) -> Any:
-    """``Family(ctx, **params)`` (plus ``seed`` for non-torch families), with user mistakes
-    (a family for the other task, unknown parameters, a missing graph) as ScgbError."""
-    cls = get_family(family)
-    tasks = getattr(cls, "tasks", None)
-    if tasks is not None and ctx.task not in tasks:
-        raise ScgbError(
-            f"family '{family}' does not do the {ctx.task} task (only {list(tasks)})",
-            field="models",
-            fix=f"drop '{family}' from the {ctx.task} datasets' models",
-        )
-    if getattr(cls, "needs_graph", False) and ctx.graph is None:
-        raise ScgbError(
-            f"family '{family}' needs a gene graph and none was given",
-            field="graphs",
-            fix=f"list graph variants under models.{family}.graphs",
-        )
-    kwargs = dict(params)
-    if getattr(cls, "kind", "torch") == "sklearn":
-        kwargs.setdefault("seed", seed)
-    try:
-        return cls(ctx, **kwargs)
-    except TypeError as e:
-        raise ScgbError(
-            f"bad parameters for family '{family}': {e}",
-            field="params",
-            fix=f"check models.{family}.params against the family's signature",
-        ) from None
 
 
 def is_torch(model: Any) -> bool:

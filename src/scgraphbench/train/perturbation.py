@@ -1,12 +1,12 @@
-"""The perturbation-response run (GEARS task).
+"""The perturbation-response task (GEARS): predict a perturbed cell from a control cell.
 
 A training example is (input = a control cell's expression, flags = the condition's
 perturbed genes, target = a perturbed cell's expression); control cells of the train split
 are also examples of themselves with no flags, as GEARS trains on ``ctrl``. Inputs are drawn
 from the control pool with seeded generators: afresh every epoch for training (seed, epoch),
-once for validation and test. The loss is the MSE; early stopping watches the validation
-loss. Test predictions are averaged per perturbation and scored with the GEARS metrics
-(:mod:`scgraphbench.evaluate.perturbation`), overall and per subgroup.
+once for validation and test. The loss is the MSE; the validation score is minus the
+validation MSE. Test predictions are averaged per perturbation and scored with the GEARS
+metrics (:mod:`scgraphbench.evaluate.perturbation`), overall and per subgroup.
 
 Outputs beside ``metrics.json``: ``predictions.csv`` (one row per test perturbation:
 condition, subgroup, n_cells and the six metrics) and ``mean_expression.npz`` (conditions,
@@ -15,30 +15,23 @@ genes, pred_mean, true_mean, ctrl_mean) for figures.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from scgraphbench.evaluate.collapse import detect_collapse
 from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
-from scgraphbench.io import atomic_path, write_json
+from scgraphbench.io import atomic_path
 from scgraphbench.models.registry import ModelContext
-from scgraphbench.train.common import (
-    ATTENTION_PROBE_CELLS,
-    attention_probe,
-    build_family,
-    cost_block,
-    fingerprint,
-    is_torch,
-    load_aligned_graph,
-    reference_graph,
-    timed,
-)
-from scgraphbench.train.cost import PeakMemory
-from scgraphbench.train.data import PerturbationData, load_prepared, perturbation_data
-from scgraphbench.train.trainer import TrainConfig, Trainer, minibatches, seed_everything
+from scgraphbench.train.data import PerturbationData, perturbation_data
+from scgraphbench.train.task import Task
+from scgraphbench.train.trainer import Batch, Trainer, minibatches
 
 _SPLIT_STREAM = {"val": 2, "test": 3}
 
@@ -55,7 +48,7 @@ def input_rows(data: PerturbationData, split: str, seed: int, epoch: int = 0) ->
 
 
 class PairedSplit:
-    """Tensors of one split: ``batch(idx)`` -> ({"x", "pert"}, target)."""
+    """Tensors of one split: ``batch(idx, rows)`` -> ({"x", "pert"}, target)."""
 
     def __init__(self, data: PerturbationData, split: str) -> None:
         self.pool = torch.from_numpy(data.ctrl_pool[split])
@@ -63,9 +56,7 @@ class PairedSplit:
         self.cond = torch.from_numpy(data.cond_id[split])
         self.y = torch.from_numpy(data.X[split])
 
-    def batch(
-        self, idx: np.ndarray, rows: np.ndarray
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def batch(self, idx: np.ndarray, rows: np.ndarray) -> Batch:
         idx_t = torch.from_numpy(np.asarray(idx))
         return (
             {"x": self.pool[torch.from_numpy(rows[idx])], "pert": self.flags[self.cond[idx_t]]},
@@ -73,158 +64,112 @@ class PairedSplit:
         )
 
 
-def _predict(trainer: Trainer, split: PairedSplit, rows: np.ndarray, batch_size: int) -> np.ndarray:
-    preds = []
-    for start in range(0, len(rows), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(rows)))
-        inputs, _ = split.batch(idx, rows)
-        preds.append(trainer.infer(inputs)["pred"].cpu())
-    return torch.cat(preds).numpy()
+@dataclass
+class Expression:
+    """A split's predicted expression, one row per target cell."""
+
+    pred: np.ndarray
+    split: str
+    scored: tuple | None = None  # PerturbationTask.score's result, computed once
 
 
-def score(data: PerturbationData, split: str, pred: np.ndarray) -> tuple[Any, ...]:
-    """GEARS metrics of a split's predictions: (per-perturbation table, overall, subgroups,
-    condition names, pred means, true means)."""
-    names = data.condition_names(split)
-    conds, pred_mean = condition_means(pred, names)
-    _, true_mean = condition_means(data.X[split], names)
-    counts = {c: int((names == c).sum()) for c in conds}
-    table = perturbation_table(
-        conds, pred_mean, true_mean, data.ctrl_mean, data.de_idx, data.subgroup, counts
-    )
-    overall, groups = summarise(table)
-    return table, overall, groups, conds, pred_mean, true_mean
+class PerturbationTask(Task):
+    name = "perturbation"
 
+    def __init__(self, adata: Any, path: str, cfg: Any, seed: int) -> None:
+        super().__init__(adata, path, cfg, seed)
+        self.data = perturbation_data(adata, path, train_fraction=cfg.train_fraction, seed=seed)
+        self.splits = {s: PairedSplit(self.data, s) for s in ("train", "val", "test")}
+        self.rows = {s: input_rows(self.data, s, seed) for s in ("val", "test")}
 
-def run_perturbation(
-    prepared: str,
-    graph_path: str | None,
-    family: str,
-    params: dict[str, Any],
-    train_cfg: dict[str, Any],
-    seed: int,
-    out_dir: str,
-    stop_after_epoch: int | None = None,
-    meta: dict[str, Any] | None = None,
-    adata: Any = None,
-    reference_graph_path: str | None = None,
-) -> dict[str, Any] | None:
-    out = Path(out_dir)
-    cfg = TrainConfig.from_dict(train_cfg)
-    seed_everything(seed)
-    adata = adata if adata is not None else load_prepared(prepared)
-    data = perturbation_data(adata, prepared, train_fraction=cfg.train_fraction, seed=seed)
-    n_genes = len(data.genes)
-    graph = load_aligned_graph(graph_path, data.genes)
-    ctx = ModelContext(task="perturbation", n_genes=n_genes, gene_names=data.genes, graph=graph)
-    model = build_family(family, ctx, params, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        **(meta or {}),
-        "task": "perturbation",
-        "family": family,
-        "seed": seed,
-        "params": params,
-        "train": cfg.as_dict(),
-        "n_genes": n_genes,
-        **{f"n_{s}": int(len(data.X[s])) for s in ("train", "val", "test")},
-        "n_test_perturbations": int(len(set(data.cond_id["test"]))),
-    }
-    test = PairedSplit(data, "test")
-    test_rows = input_rows(data, "test", seed)
+    @property
+    def genes(self) -> list[str]:
+        return self.data.genes
 
-    if not is_torch(model):
-        device = torch.device("cpu")
-        train_rows = input_rows(data, "train", seed, 0)
-        x_tr = data.ctrl_pool["train"][train_rows]
-        flags_tr = data.flags[data.cond_id["train"]]
-        with PeakMemory(device) as mem:
-            _, train_time = timed(lambda: model.fit(x_tr, flags_tr, data.X["train"]))
-        x_te = data.ctrl_pool["test"][test_rows]
-        pred, infer = timed(
-            lambda: np.asarray(model.predict(x_te, data.flags[data.cond_id["test"]]))
-        )
-        result.update(
-            {
-                "train_time_s": train_time,
-                "time_per_step_s": train_time,
-                "epoch_time_s": train_time,
-                "epochs_run": 1,
-                "steps": 1,
-            }
-        )
-    else:
-        fp = fingerprint(
-            task="perturbation",
-            prepared=prepared,
-            graph=graph_path,
-            family=family,
-            params=params,
-            train=cfg.as_dict(),
-            seed=seed,
-        )
-        trainer = Trainer(
-            model,
-            cfg,
-            seed,
-            loss_fn=lambda o, y: F.mse_loss(o["pred"].float(), y),
-            checkpoint=out / "checkpoint.pt",
-            fingerprint=fp,
-        )
-        device = trainer.device
-        train, val = PairedSplit(data, "train"), PairedSplit(data, "val")
-        val_rows = input_rows(data, "val", seed)
+    def context(self, graph: sp.csr_matrix | None) -> ModelContext:
+        return ModelContext(task="perturbation", n_genes=len(self.genes), gene_names=self.genes,
+                            graph=graph, seed=self.seed)
 
-        def batches(epoch: int):
-            rows = input_rows(data, "train", seed, epoch)
-            for idx in minibatches(len(rows), cfg.batch_size, seed, epoch):
-                yield train.batch(idx, rows)
+    def sizes(self) -> dict[str, int]:
+        return {"n_genes": len(self.genes),
+                **{f"n_{s}": int(len(self.data.X[s])) for s in ("train", "val", "test")},
+                "n_test_perturbations": int(len(set(self.data.cond_id["test"])))}
 
-        def validate(m: torch.nn.Module) -> tuple[float, dict[str, float]]:
-            pred = _predict(trainer, val, val_rows, cfg.batch_size)
-            loss = float(np.mean((pred - data.X["val"]) ** 2))
-            _, overall, *_ = score(data, "val", pred)
-            return -loss, {"val_loss": loss, "val_pearson_delta": overall["pearson_delta"]}
+    # -- torch families ----------------------------------------------------------------
+    def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out["pred"].float(), target)
 
-        with PeakMemory(device) as mem:
-            trainer.fit(batches, validate, stop_after_epoch=stop_after_epoch)
-        if (
-            stop_after_epoch is not None
-            and not trainer.state.done
-            and trainer.state.epoch < cfg.epochs
-        ):
-            return None  # simulated kill: the checkpoint is on disk, no metrics yet
-        pred, infer = timed(lambda: _predict(trainer, test, test_rows, cfg.batch_size))
-        result.update(trainer.summary())
-        result["best_val_loss"] = -result.pop("best_val_score")
-        result["history"] = trainer.state.history
-        result["resumed_from_epoch"] = trainer.resumed_from
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        rows = input_rows(self.data, "train", self.seed, epoch)
+        for idx in minibatches(len(rows), self.cfg.batch_size, self.seed, epoch):
+            yield self.splits["train"].batch(idx, rows)
 
-    table, overall, groups, conds, pred_mean, true_mean = score(data, "test", pred)
-    result.update({k: v for k, v in overall.items() if k != "n_perturbations"})
-    result["subgroups"] = groups
-    result.update(cost_block(model, n_genes, device, mem.peak_mb, len(pred), infer))
-    ref, source = reference_graph(adata, data.genes, reference_graph_path)
-    if is_torch(model):
-        idx = np.sort(
-            np.random.default_rng([seed, 4]).choice(
-                len(test_rows), size=min(len(test_rows), ATTENTION_PROBE_CELLS), replace=False
+    def predict(self, trainer: Trainer, split: str) -> Expression:
+        rows, bs = self.rows[split], self.cfg.batch_size
+        preds = []
+        for start in range(0, len(rows), bs):
+            idx = np.arange(start, min(start + bs, len(rows)))
+            inputs, _ = self.splits[split].batch(idx, rows)
+            preds.append(trainer.infer(inputs)["pred"].cpu())
+        return Expression(torch.cat(preds).numpy(), split)
+
+    # -- array estimators --------------------------------------------------------------
+    def fit_estimator(self, model: Any) -> None:
+        d = self.data
+        rows = input_rows(d, "train", self.seed, 0)
+        model.fit(d.ctrl_pool["train"][rows], d.flags[d.cond_id["train"]], d.X["train"])
+
+    def predict_estimator(self, model: Any, split: str) -> Expression:
+        d = self.data
+        x = d.ctrl_pool[split][self.rows[split]]
+        return Expression(np.asarray(model.predict(x, d.flags[d.cond_id[split]])), split)
+
+    # -- scoring and outputs -------------------------------------------------------------
+    def score(self, prediction: Expression) -> tuple[Any, ...]:
+        """(per-perturbation table, overall, subgroups, conditions, pred means, true means)."""
+        if prediction.scored is not None:
+            return prediction.scored
+        d, split = self.data, prediction.split
+        names = d.condition_names(split)
+        conds, pred_mean = condition_means(prediction.pred, names)
+        _, true_mean = condition_means(d.X[split], names)
+        counts = {c: int((names == c).sum()) for c in conds}
+        table = perturbation_table(conds, pred_mean, true_mean, d.ctrl_mean, d.de_idx,
+                                   d.subgroup, counts)
+        overall, groups = summarise(table)
+        prediction.scored = (table, overall, groups, conds, pred_mean, true_mean)
+        return prediction.scored
+
+    def val_score(self, prediction: Expression) -> tuple[float, dict[str, float]]:
+        loss = float(np.mean((prediction.pred - self.data.X["val"]) ** 2))
+        _, overall, *_ = self.score(prediction)
+        return -loss, {"val_loss": loss, "val_pearson_delta": overall["pearson_delta"]}
+
+    def test_scores(self, prediction: Expression) -> dict[str, Any]:
+        _, overall, groups, *_ = self.score(prediction)
+        return {**{k: v for k, v in overall.items() if k != "n_perturbations"},
+                "subgroups": groups}
+
+    def collapse(self, prediction: Expression, history: list[dict[str, float]]) -> dict[str, Any]:
+        _, _, _, conds, pred_mean, _ = self.score(prediction)
+        return detect_collapse("perturbation", pred_mean, ctrl_mean=self.data.ctrl_mean,
+                               history=history)
+
+    def n_inferred(self, prediction: Expression) -> int:
+        return len(prediction.pred)
+
+    def probe_inputs(self, prediction: Expression, n_cells: int) -> dict[str, torch.Tensor]:
+        rows = self.rows["test"]
+        return self.splits["test"].batch(self.probe_rows(len(rows), n_cells), rows)[0]
+
+    def write_outputs(self, out: Path, prediction: Expression) -> None:
+        table, _, _, conds, pred_mean, true_mean = self.score(prediction)
+        with atomic_path(out / "predictions.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(out / "mean_expression.npz", suffix=".npz") as tmp:
+            np.savez_compressed(
+                tmp, conditions=np.asarray(conds, dtype=str),
+                genes=np.asarray(self.data.genes, dtype=str),
+                pred_mean=pred_mean.astype(np.float32), true_mean=true_mean.astype(np.float32),
+                ctrl_mean=self.data.ctrl_mean.astype(np.float32),
             )
-        )
-        probe = attention_probe(model, test.batch(idx, test_rows)[0], n_genes, ref, source, seed)
-        if probe is not None:
-            result["attention_edges"] = probe
-
-    with atomic_path(out / "predictions.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(out / "mean_expression.npz", suffix=".npz") as tmp:
-        np.savez_compressed(
-            tmp,
-            conditions=np.asarray(conds, dtype=str),
-            genes=np.asarray(data.genes, dtype=str),
-            pred_mean=pred_mean.astype(np.float32),
-            true_mean=true_mean.astype(np.float32),
-            ctrl_mean=data.ctrl_mean.astype(np.float32),
-        )
-    write_json(out / "metrics.json", result)
-    return result

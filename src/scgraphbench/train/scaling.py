@@ -21,7 +21,8 @@ import scipy.sparse as sp
 import torch
 
 from scgraphbench.io import atomic_path
-from scgraphbench.models.registry import ModelContext, get_family
+from scgraphbench.models.catalog import get_spec
+from scgraphbench.models.registry import ModelContext, build_family
 from scgraphbench.train.cost import PeakMemory, count_parameters
 from scgraphbench.train.trainer import resolve_device
 
@@ -46,20 +47,19 @@ def measure_point(family: str, params: dict[str, Any], n_genes: int, batch_size:
     dev = resolve_device(device)
     ctx = ModelContext(task="annotation", n_genes=n_genes,
                        gene_names=[f"G{i}" for i in range(n_genes)], n_classes=n_classes,
-                       graph=random_gene_graph(n_genes, mean_degree, seed))
-    cls = get_family(family)
-    if getattr(cls, "kind", "torch") == "sklearn":
+                       graph=random_gene_graph(n_genes, mean_degree, seed), seed=seed)
+    model = build_family(family, ctx, params)  # the same factory as every run
+    if get_spec(family).interface == "arrays":
         rng = np.random.default_rng(seed)
         X = rng.random((batch_size * steps, n_genes), dtype=np.float32)
         y = np.arange(len(X)) % n_classes
-        model = cls(ctx, seed=seed, **params)
         with PeakMemory(dev) as mem:
             t0 = time.perf_counter()
             model.fit(X, y)
             total = time.perf_counter() - t0
         return {"time_per_step_s": total / steps, "peak_memory_mb": mem.peak_mb,
                 "n_parameters": count_parameters(model)}
-    model = cls(ctx, **params).to(dev)
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(batch_size, n_genes, device=dev) * 3
     y = torch.randint(0, n_classes, (batch_size,), device=dev)

@@ -42,7 +42,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
     batch_size: int = 32
-    class_weighting: bool = False
+    class_weight: str | None = "balanced"  # balanced | None, for every family alike
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast is used on CUDA only)
     max_steps_per_epoch: int = 0  # 0 = whole epoch
@@ -61,6 +61,12 @@ class TrainConfig:
                 f"train_fraction = {cfg.train_fraction} is not in (0, 1]",
                 field="train.train_fraction",
                 fix="use e.g. 0.1 for 10% of cells",
+            )
+        if cfg.class_weight not in ("balanced", None):
+            raise ScgbError(
+                f"class_weight = {cfg.class_weight!r}",
+                field="train.class_weight",
+                fix="use balanced, or null for unweighted",
             )
         if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ScgbError(
@@ -150,6 +156,11 @@ class Trainer:
         self.state = TrainState()
         self.best_weights = copy.deepcopy(self.model.state_dict())
         self.resumed_from: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Training ended (early stop or the epoch budget), not a simulated kill."""
+        return self.state.done or self.state.epoch >= self.cfg.epochs
 
     # -- checkpointing -------------------------------------------------------------
     def save(self) -> None:
