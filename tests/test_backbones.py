@@ -632,13 +632,13 @@ def test_run_annotation_end_to_end(tiny_annotation, tmp_path):
 
     from scgraphbench.graphs.io import save_graph
     from scgraphbench.io import read_json
-    from scgraphbench.train.run import run_annotation
+    from scgraphbench.train.run import run
 
     genes = list(ad.read_h5ad(tiny_annotation).var_names)
     folder = tmp_path / "ckpt"
     build_scgpt_checkpoint(folder, genes[:30])
     save_graph(tmp_path / "g.npz", random_graph(len(genes), p=0.1), genes)
-    res = run_annotation(
+    res = run(
         str(tiny_annotation),
         str(tmp_path / "g.npz"),
         "backbone_scgpt",
@@ -808,7 +808,9 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         "geneformer_dense": {"family": "backbone_geneformer", "params": {}},
         "geneformer_v2": {"family": "backbone_geneformer", "params": {"backbone": "gf_v2"}},
         "transformer": {"params": {"d_model": 16}},
+        "logreg": {},
     }
+    config.pop("studies")  # they name models this test replaces
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(
         f'configfile: "config.yaml"\n'
@@ -823,8 +825,10 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         '    output: "resolved.json"\n'
         "    run:\n"
         "        import json\n"
-        "        out = {m: {'skip': backbone_skip_reason(m), "
-        "'params': backbone_params(m, model_spec(m)['params'])} for m in config['models']}\n"
+        "        from scgraphbench.plan.build import backbone_params\n"
+        "        skip = lambda m: next((s for s in PLAN.skipped if f\"'{m}'\" in s), None)\n"
+        "        out = {m: {'skip': skip(m), 'params': backbone_params(config, PLAN.models[m], "
+        "PLAN.models[m].params) if m in PLAN.models else {}} for m in config['models']}\n"
         "        open(output[0], 'w').write(json.dumps(out))\n"
     )
     env = dict(os.environ)
@@ -843,15 +847,16 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         p.name for p in fetched.iterdir()
     }
     resolved = json.loads((tmp_path / "resolved.json").read_text())
-    assert resolved["scgpt_ppr"] == {
-        "skip": None,
-        "params": {"attention": "diffusion_ppr", "checkpoint": "resources/checkpoints/scgpt"},
-    }
+    assert resolved["scgpt_ppr"]["skip"] is None
+    assert resolved["scgpt_ppr"]["params"]["attention"] == "diffusion_ppr"
+    assert resolved["scgpt_ppr"]["params"]["checkpoint"] == "resources/checkpoints/scgpt"
     assert resolved["scgpt_local"]["params"]["checkpoint"] == str(folder)
     assert "backbones.geneformer.checkpoint" in resolved["geneformer_dense"]["skip"]
     assert "checkpoint" not in resolved["geneformer_dense"]["params"]
     assert resolved["geneformer_v2"]["params"]["checkpoint"] == "/somewhere/gf_v2"
-    assert resolved["transformer"] == {"skip": None, "params": {"d_model": 16}}
+    assert resolved["transformer"]["skip"] is None
+    assert resolved["transformer"]["params"]["d_model"] == 16
+    assert "checkpoint" not in resolved["transformer"]["params"]
     assert not (tmp_path / "resources" / "checkpoints" / "gf_v2").exists()
 
 
@@ -879,7 +884,7 @@ def test_scgpt_perturbation_run_end_to_end(tmp_path):
     from scgraphbench.data.synthetic import synthetic_perturbation_adata
     from scgraphbench.graphs.io import save_graph
     from scgraphbench.io import read_json
-    from scgraphbench.train.run import run_training
+    from scgraphbench.train.run import run
 
     raw = synthetic_perturbation_adata(
         n_genes=24, n_perturbations=8, n_combos=4, cells_per_perturbation=8, n_control=60, seed=1
@@ -895,7 +900,7 @@ def test_scgpt_perturbation_run_end_to_end(tmp_path):
     save_graph(tmp_path / "g.npz", random_graph(len(genes), p=0.2), genes)
     train = {"epochs": 2, "batch_size": 32, "device": "cpu", "lr": 1e-3}
     params = {"checkpoint": str(folder), "attention": "diffusion_ppr", "steps": 2}
-    res = run_training(
+    res = run(
         str(path),
         str(tmp_path / "g.npz"),
         "backbone_scgpt",
@@ -908,7 +913,7 @@ def test_scgpt_perturbation_run_end_to_end(tmp_path):
     assert metrics["n_parameters"] == res["n_parameters"] > 0
     assert np.isfinite(metrics["pearson_delta"]) and metrics["epochs_run"] == 2
     with pytest.raises(ScgbError, match="does not do the perturbation task"):
-        run_training(
+        run(
             str(path),
             None,
             "backbone_geneformer",

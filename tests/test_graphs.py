@@ -298,7 +298,7 @@ def test_cli_builds_all_kinds_with_stats_and_meta(tmp_path: Path) -> None:
     adata.write_h5ad(prepared)
     db = tmp_path / "db.csv"
     db.write_text("source,target\nTF1,T1\nTF1,T2\nTF2,T3\nTF2,G5\n")
-    gdir = tmp_path / "graphs" / "tiny"
+    gdir = tmp_path / "graphs" / "tiny" / "rep0"
     runs = {
         "coexpr": ["--params", '{"top_h": 5, "sigma": 0.1, "global_node": true}'],
         "grn": ["--params", '{"databases": ["db"]}', "--databases", str(db)],
@@ -355,7 +355,7 @@ def test_cli_builds_all_kinds_with_stats_and_meta(tmp_path: Path) -> None:
     A, genes = load_graph(gdir / "grn.npz")
     assert genes == list(adata.var_names) and A.shape == (30, 30)
 
-    from scgraphbench.report.aggregate import graph_table
+    from scgraphbench.graphs.table import graph_table
 
     stats = sorted(str(p) for p in gdir.glob("*.stats.json"))
     table = graph_table(
@@ -393,12 +393,12 @@ def test_cli_builds_all_kinds_with_stats_and_meta(tmp_path: Path) -> None:
 
 
 def test_graph_table_prints_genohoption_degrees_beside_ours(tmp_path: Path) -> None:
-    from scgraphbench.report.aggregate import graph_table
+    from scgraphbench.graphs.table import graph_table
 
     paths = []
     for ds in ("ms", "pbmc68k"):
-        p = tmp_path / ds / "both.stats.json"
-        p.parent.mkdir()
+        p = tmp_path / ds / "rep0" / "both.stats.json"
+        p.parent.mkdir(parents=True)
         p.write_text(
             json.dumps(
                 {
@@ -445,8 +445,8 @@ def test_snakemake_wires_fetch_grn_and_random(tmp_path: Path) -> None:
         "grn": {"kind": "grn", "databases": ["pc"]},
         "random_coexpr": {"kind": "random", "base": "coexpr"},
     }
-    # only graphs some run uses are built: put grn under a model
-    cfg["models"]["genohoption_ppr"]["graphs"] = ["coexpr", "grn"]
+    # only graphs some run uses are built: put grn and the random control under a model
+    cfg["models"]["genohoption_ppr"]["graphs"] = ["coexpr", "grn", "random_coexpr"]
     (tmp_path / "db.csv").write_text("source,target\nCD3E,CD3D\n")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     res = subprocess.run(
@@ -473,5 +473,9 @@ def test_snakemake_wires_fetch_grn_and_random(tmp_path: Path) -> None:
     assert res.returncode == 0, out[-3000:]
     assert "fetch-database --name pc" in out
     assert "--databases resources/databases/pc.csv.gz" in out
-    assert "--variant random_coexpr" in out and "--base results/graphs/pbmc68k/coexpr.npz" in out
+    assert "--variant random_coexpr" in out
+    assert "--base results/graphs/pbmc68k/rep0/coexpr.npz" in out
+    assert "--base results/graphs/pbmc68k/rep1/coexpr.npz" in out
+    # a fresh control seed per replicate
+    assert '"seed":0' in out and '"seed":1' in out
     assert "--overlap results/tables/graph_overlap.csv" in out

@@ -15,7 +15,7 @@ from scgraphbench.cli import main
 from scgraphbench.data.synthetic import synthetic_perturbation_adata
 from scgraphbench.errors import ScgbError
 from scgraphbench.evaluate.perturbation import METRICS
-from scgraphbench.train.run import run_training
+from scgraphbench.train.run import run
 
 PARAMS = {"d_model": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.1}
 TRAIN = {"epochs": 3, "patience": 5, "lr": 3e-3, "batch_size": 32, "device": "cpu"}
@@ -167,18 +167,18 @@ def test_non_learned_baselines(tiny_pert, tmp_path, family):
 
 
 def test_perturbation_resume_equals_uninterrupted_and_is_deterministic(tiny_pert, tmp_path):
-    def run(out: str, **kw):
-        return run_training(
+    def go(out: str, **kw):
+        return run(
             str(tiny_pert), None, "transformer", PARAMS, TRAIN, 0, str(tmp_path / out), **kw
         )
 
-    full = run("full")
-    assert run("killed", stop_after_epoch=1) is None
-    resumed = run("killed")
+    full = go("full")
+    assert go("killed", stop_after_epoch=1) is None
+    resumed = go("killed")
     assert resumed["resumed_from_epoch"] == 2
     stable = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
     assert stable(resumed) == stable(full)
-    assert stable(run("again")) == stable(full)
+    assert stable(go("again")) == stable(full)
 
 
 def _broken(tiny_pert: Path, tmp_path: Path, edit) -> Path:
@@ -208,18 +208,18 @@ def test_empty_validation_split_perturbation(tiny_pert, tmp_path):
 
     path = _broken(tiny_pert, tmp_path, edit)
     with pytest.raises(ScgbError, match="'val' split has no perturbed cells") as e:
-        run_training(str(path), None, "mean_baseline", {}, TRAIN, 0, str(tmp_path / "out"))
+        run(str(path), None, "mean_baseline", {}, TRAIN, 0, str(tmp_path / "out"))
     assert e.value.field == "split"
 
 
 def test_missing_de_genes_and_wrong_family_are_clear_errors(tiny_pert, tmp_path):
     path = _broken(tiny_pert, tmp_path, lambda a: a.uns.pop("top20_de"))
     with pytest.raises(ScgbError, match="top20_de"):
-        run_training(str(path), None, "mean_baseline", {}, TRAIN, 0, str(tmp_path / "a"))
+        run(str(path), None, "mean_baseline", {}, TRAIN, 0, str(tmp_path / "a"))
     with pytest.raises(ScgbError, match="does not do the perturbation task"):
-        run_training(str(tiny_pert), None, "logreg", {}, TRAIN, 0, str(tmp_path / "b"))
-    with pytest.raises(ScgbError, match="takes no parameters"):
-        run_training(str(tiny_pert), None, "mean_baseline", {"x": 1}, TRAIN, 0, str(tmp_path / "c"))
+        run(str(tiny_pert), None, "logreg", {}, TRAIN, 0, str(tmp_path / "b"))
+    with pytest.raises(ScgbError, match=r"has no parameter\(s\) \['x'\]"):
+        run(str(tiny_pert), None, "mean_baseline", {"x": 1}, TRAIN, 0, str(tmp_path / "c"))
 
 
 def test_synthetic_ground_truth_is_learnable(tmp_path):
@@ -230,10 +230,10 @@ def test_synthetic_ground_truth_is_learnable(tmp_path):
         seed=1, n_genes=30, n_perturbations=16, cells_per_perturbation=24
     ).write_h5ad(path)
     train = {**TRAIN, "epochs": 6, "lr": 5e-3}
-    model = run_training(
+    model = run(
         str(path), None, "transformer", {**PARAMS, "d_model": 16}, train, 0, str(tmp_path / "tf")
     )
-    mean = run_training(str(path), None, "mean_baseline", {}, train, 0, str(tmp_path / "mean"))
+    mean = run(str(path), None, "mean_baseline", {}, train, 0, str(tmp_path / "mean"))
     assert model["pearson_delta"] > mean["pearson_delta"] + 0.2
     assert model["pearson_delta_de"] > mean["pearson_delta_de"]
 

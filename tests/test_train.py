@@ -14,7 +14,7 @@ from scgraphbench.cli import main
 from scgraphbench.errors import ScgbError
 from scgraphbench.train.cost import PeakMemory, mixer_flops
 from scgraphbench.train.data import stratified_fraction
-from scgraphbench.train.run import run_training
+from scgraphbench.train.run import run
 from scgraphbench.train.trainer import TrainConfig
 
 PARAMS = {"d_model": 8, "n_layers": 1, "n_heads": 2, "dropout": 0.2}
@@ -47,14 +47,14 @@ def tiny_ann(tmp_path_factory) -> Path:
 
 
 def _run(prepared: Path, out: Path, **kw) -> dict | None:
-    return run_training(str(prepared), None, "transformer", PARAMS, TRAIN, 0, str(out), **kw)
+    return run(str(prepared), None, "transformer", PARAMS, TRAIN, 0, str(out), **kw)
 
 
 def test_same_seed_same_metrics_on_cpu(tiny_ann, tmp_path):
     a, b = _run(tiny_ann, tmp_path / "a"), _run(tiny_ann, tmp_path / "b")
     assert _stable(a) == _stable(b)
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
-    c = run_training(str(tiny_ann), None, "transformer", PARAMS, TRAIN, 1, str(tmp_path / "c"))
+    c = run(str(tiny_ann), None, "transformer", PARAMS, TRAIN, 1, str(tmp_path / "c"))
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
@@ -74,7 +74,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_ann, tmp_path):
 def test_checkpoint_of_other_settings_is_not_resumed(tiny_ann, tmp_path):
     out = tmp_path / "run"
     _run(tiny_ann, out, stop_after_epoch=0)
-    other = run_training(
+    other = run(
         str(tiny_ann), None, "transformer", {**PARAMS, "dropout": 0.0}, TRAIN, 0, str(out)
     )
     assert other["resumed_from_epoch"] is None and other["epochs_run"] == 3
@@ -159,7 +159,7 @@ def test_label_seen_only_in_test_is_a_clear_error(tmp_path):
     a.obs.loc[a.obs_names[a.obs["split"] == "test"][0], "label"] = "ghost"
     path = _write(a, tmp_path / "ghost.h5ad")
     with pytest.raises(ScgbError, match="ghost.*never in train") as e:
-        run_training(str(path), None, "logreg", {}, TRAIN, 0, str(tmp_path / "out"))
+        run(str(path), None, "logreg", {}, TRAIN, 0, str(tmp_path / "out"))
     assert e.value.field == "label" and e.value.fix
     assert not (tmp_path / "out" / "metrics.json").exists()
 
@@ -203,7 +203,7 @@ def test_few_shot_fraction_is_stratified_and_seeded():
 
 
 def test_few_shot_run_trains_on_fewer_cells(tiny_ann, tmp_path):
-    m = run_training(
+    m = run(
         str(tiny_ann), None, "logreg", {}, {**TRAIN, "train_fraction": 0.25}, 0, str(tmp_path)
     )
     full = make_prepared_annotation(n_cells=160, n_genes=16)
@@ -257,18 +257,24 @@ def test_class_weights_by_hand():
     np.testing.assert_allclose(w, [4 / 8, 4 / 4, 4 / 4, 0.0])
 
 
-def test_class_weighting_changes_training(tiny_ann, tmp_path):
-    plain = _run(tiny_ann, tmp_path / "plain")
-    weighted = run_training(
-        str(tiny_ann),
-        None,
-        "transformer",
-        PARAMS,
-        {**TRAIN, "class_weighting": True},
-        0,
-        str(tmp_path / "w"),
-    )
+def test_one_class_weight_setting_for_every_family(tiny_ann, tmp_path):
+    """train.class_weight reaches the torch loss and logistic regression alike."""
+    from scgraphbench.models.registry import ModelContext, build_family
+
+    def go(family, params, class_weight, out):
+        return run(str(tiny_ann), None, family, params,
+                   {**TRAIN, "class_weight": class_weight}, 0, str(tmp_path / out))
+
+    plain = go("transformer", PARAMS, None, "plain")
+    weighted = go("transformer", PARAMS, "balanced", "w")
     assert weighted["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
+    assert weighted["train"]["class_weight"] == "balanced"
+    for setting in ("balanced", None):
+        ctx = ModelContext("annotation", 3, ["a", "b", "c"], n_classes=2, class_weight=setting)
+        model = build_family("logreg", ctx, {})
+        assert model.pipeline[-1].class_weight == setting
+    with pytest.raises(ScgbError, match="class_weight"):
+        TrainConfig.from_dict({"class_weight": "inverse"})
 
 
 def test_device_and_precision_rules():

@@ -326,8 +326,9 @@ def _check_baselines(plan: Plan) -> None:
                 fix=f"add `{family}: {{}}` under models (every comparison carries the simple "
                     "baselines)",
             )
-    baseline = report_section(plan.config)["baseline"]
-    if baseline not in plan.models:
+    baseline = (plan.config.get("report") or {}).get("baseline")
+    if baseline is not None and baseline not in plan.models:  # the default may be absent:
+        # its comparisons are then "not testable"; a named one must exist
         raise ScgbError(f"report.baseline '{baseline}' is not a configured model",
                         field="report.baseline", fix=f"use one of {sorted(plan.models)}")
 

@@ -145,6 +145,9 @@ class PerturbationTask(Task):
         _, overall, *_ = self.score(prediction)
         return -loss, {"val_loss": loss, "val_pearson_delta": overall["pearson_delta"]}
 
+    def validation_summary(self, best_val_score: float) -> dict[str, float]:
+        return {"best_val_loss": -best_val_score}
+
     def test_scores(self, prediction: Expression) -> dict[str, Any]:
         _, overall, groups, *_ = self.score(prediction)
         return {**{k: v for k, v in overall.items() if k != "n_perturbations"},

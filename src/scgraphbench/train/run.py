@@ -62,10 +62,11 @@ def run(
     model = build_family(family, task.context(graph), params)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
-        **(meta or {}),
         "task": task.name,
         "family": family,
         "seed": seed,
+        **(meta or {}),  # the workflow's labels: its seed is the seed inside the replicate
+        "effective_seed": seed,
         "params": params,
         "train": cfg.as_dict(),
         **task.sizes(),
@@ -97,6 +98,7 @@ def run(
         result.update(trainer.summary())
         result["history"] = history
         result["resumed_from_epoch"] = trainer.resumed_from
+    result.update(task.validation_summary(result["best_val_score"]))
     result.update(task.test_scores(test))
     if spec.learned:
         result.update(task.collapse(test, history))

@@ -73,6 +73,10 @@ class Task(ABC):
     def val_score(self, prediction: Any) -> tuple[float, dict[str, float]]:
         """(score where higher is better, numbers for the history) on the val split."""
 
+    def validation_summary(self, best_val_score: float) -> dict[str, float]:
+        """Task-specific names for the best validation score (e.g. the loss it negates)."""
+        return {}
+
     @abstractmethod
     def test_scores(self, prediction: Any) -> dict[str, Any]: ...
 
