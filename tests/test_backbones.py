@@ -820,7 +820,7 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
         "rule all:\n"
         '    input: "resolved.json"\n'
         "rule resolve:\n"
-        "    input: [f for m in config['models'] for f in "
+        "    input: [f for m in PLAN.models for f in "
         "backbone_input(types.SimpleNamespace(model=m))]\n"
         '    output: "resolved.json"\n'
         "    run:\n"
