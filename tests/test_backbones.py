@@ -8,6 +8,7 @@ saves it in the released folder layout, and loads it through the adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from scgraphbench.errors import ScgbError
-from scgraphbench.models._backbone_common import attention_core, fetch_checkpoint
-from scgraphbench.models.backbone_scgpt import scgpt_bin
+from scgraphbench.kernels.injected import attention_core
+from scgraphbench.models.backbones.checkpoint import fetch_checkpoint
+from scgraphbench.models.backbones.scgpt_binning import scgpt_binning
 from scgraphbench.models.registry import ModelContext, get_family
 
 torch.set_num_threads(1)
@@ -110,7 +112,8 @@ def build_scgpt_checkpoint(
 
 
 def numpy_scgpt_bin(row: np.ndarray, n_bins: int) -> np.ndarray:
-    """scgpt.preprocess binning of one cell (left digitize)."""
+    """scgpt.preprocess binning of one cell whose non-zero values are all distinct: then no
+    value equals two edges and scGPT's random tie spreading always gives the left digitize."""
     out = np.zeros(row.shape, dtype=np.int64)
     nz = row.nonzero()[0]
     if len(nz):
@@ -273,14 +276,139 @@ def gf_ckpt(request, tmp_path: Path):
 # -- scGPT ----------------------------------------------------------------------------------
 
 
-def test_scgpt_binning_matches_scgpt_preprocess():
+def scgpt_preprocess():
+    """scgpt 0.2.4's own ``scgpt/preprocess.py`` (``binning``, ``Preprocessor``), executed from
+    the installed files under a stub parent package: ``import scgpt`` itself pulls torchtext,
+    which has no build for this torch. Install it with ``pip install --no-deps scgpt==0.2.4``."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("scgpt")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scgpt is not installed (pip install --no-deps scgpt==0.2.4)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    stub = types.ModuleType("scgpt")
+    stub.__path__ = [str(folder)]
+    stub.logger = logging.getLogger("scGPT")
+    saved = sys.modules.get("scgpt")
+    sys.modules["scgpt"] = stub
+    try:
+        module_spec = importlib.util.spec_from_file_location(
+            "scgpt.preprocess", folder / "preprocess.py"
+        )
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except ImportError as e:
+        pytest.skip(f"scgpt's preprocess.py does not load here: {e}")
+    finally:
+        if saved is None:
+            sys.modules.pop("scgpt", None)
+        else:
+            sys.modules["scgpt"] = saved
+    return module
+
+
+def scgpt_draws(x: np.ndarray, seed: int) -> torch.Tensor:
+    """The uniform draws scGPT's binning makes after ``np.random.seed(seed)``: one per
+    non-zero value, cell by cell in gene order (none for an all-zero cell)."""
+    np.random.seed(seed)
+    u = np.zeros(x.shape)
+    for i, row in enumerate(x):
+        if row.max() > 0:
+            nz = row.nonzero()[0]
+            u[i, nz] = np.random.rand(len(nz))
+    return torch.from_numpy(u)
+
+
+def tied_counts(n_cells: int = 60, n_genes: int = 200, seed: int = 0) -> np.ndarray:
+    """UMI-like counts (negative binomial, mean 1): most non-zero values are 1s and 2s, so
+    most tie with several quantile edges; plus an all-zero cell and a cell without zeros."""
+    rng = np.random.default_rng(seed)
+    counts = rng.negative_binomial(1, 0.5, (n_cells, n_genes)).astype(np.float32)
+    counts[0] = 0
+    counts[1] = rng.integers(1, 4, n_genes)
+    return counts
+
+
+def test_scgpt_binning_without_ties_is_the_left_digitize():
     x = expression(20, 40, seed=3).numpy()
     x[0] = 0  # an all-zero cell
-    x[1, :5] = 0.7  # ties
-    ours = scgpt_bin(torch.from_numpy(x), 51).numpy()
+    ours = scgpt_binning(torch.from_numpy(x), 51).numpy()
     ref = np.stack([numpy_scgpt_bin(row, 51) for row in x])
     np.testing.assert_array_equal(ours, ref)
     assert ours[0].max() == 0 and ours[2].max() == 50 and ours[2][x[2] > 0].min() == 1
+
+
+def test_scgpt_binning_spreads_ties_uniformly_over_the_tied_bins():
+    """A value equal to several edges lands in right+1..left, each about equally often."""
+    x = torch.tensor([[1.0] * 12 + [2.0] * 4 + [5.0] + [0.0] * 3])
+    n_bins = 11  # 10 edges: 1,1,1,1,1,1,1,(1..2),2,5
+    edges = np.quantile(x[0][x[0] > 0].numpy(), np.linspace(0, 1, n_bins - 1))
+    left = np.digitize(1.0, edges)
+    right = np.digitize(1.0, edges, right=True)
+    assert (right, left) == (0, 7)
+    g = torch.Generator().manual_seed(0)
+    bins = torch.stack([scgpt_binning(x, n_bins, generator=g)[0, :12] for _ in range(500)])
+    counts = torch.bincount(bins.flatten(), minlength=n_bins)
+    assert counts[0] == 0 and counts[left + 1 :].sum() == 0
+    share = counts[right + 1 : left + 1].double() / bins.numel()
+    torch.testing.assert_close(share, torch.full_like(share, 1 / (left - right)), atol=0.02, rtol=0)
+    assert scgpt_binning(x, n_bins)[0, 16] == n_bins - 1  # the maximum, no tie: the top bin
+
+
+@pytest.mark.filterwarnings("ignore:Some cells have zero counts")
+@pytest.mark.parametrize("n_bins", [51, 11])
+def test_scgpt_binning_equals_scgpts_own_binning_on_tied_counts(n_bins):
+    """Bin for bin against scgpt 0.2.4's ``preprocess.binning`` and its ``Preprocessor``
+    (as its tutorials run it: normalize_total 1e4, log1p, binning) on count data full of
+    ties, with the same uniform draws; ours reads the prepared log1p(CP10k) matrix."""
+    import anndata as ad
+
+    pp = scgpt_preprocess()
+    counts = tied_counts(seed=n_bins)
+    x = np.log1p(counts / np.maximum(counts.sum(1, keepdims=True), 1) * 1e4).astype(np.float32)
+    nonzero = counts > 0
+    tied = [np.unique(r[r > 0], return_counts=True)[1].max() > 1 for r in counts[2:]]
+    assert all(tied) and nonzero.mean() > 0.4
+    logging.getLogger("scGPT").disabled = True  # it warns about the all-zero cell
+    try:
+        np.random.seed(5)
+        ref = np.stack([pp.binning(row, n_bins) for row in counts]).astype(np.int64)
+        adata = ad.AnnData(counts.copy())
+        np.random.seed(6)
+        pp.Preprocessor(normalize_total=1e4, log1p=True, binning=n_bins)(adata)
+    finally:
+        logging.getLogger("scGPT").disabled = False
+    ours = scgpt_binning(torch.from_numpy(x), n_bins, uniform=scgpt_draws(counts, 5)).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    ours_pp = scgpt_binning(torch.from_numpy(x), n_bins, uniform=scgpt_draws(counts, 6)).numpy()
+    np.testing.assert_array_equal(ours_pp, adata.layers["X_binned"])
+    # the left bin for ties, what this adapter did before, differs on most non-zero tokens
+    left = np.stack([numpy_scgpt_bin(row, n_bins) for row in counts])
+    assert (left[nonzero] != ref[nonzero]).mean() > 0.5
+
+
+def test_scgpt_binned_tokens_are_seeded(scgpt_ckpt):
+    """Evaluation draws the tie spreading from the run's seed (the same batch gives the same
+    tokens); training draws from torch's generator, which the Trainer re-seeds per epoch."""
+    folder, _, _ = scgpt_ckpt
+    genes = DATASET_GENES
+    family = get_family("backbone_scgpt")
+    ctx = annotation_ctx(genes)
+    x = torch.from_numpy(np.log1p(tied_counts(8, len(genes), seed=2)))
+    model = family(ctx, checkpoint=str(folder), include_zero_genes=True).eval()
+    first = model.tokens(x)["values"]
+    torch.testing.assert_close(model.tokens(x)["values"], first)
+    other_seed = family(
+        dataclasses.replace(ctx, seed=1), checkpoint=str(folder), include_zero_genes=True
+    ).eval()
+    assert not torch.equal(other_seed.tokens(x)["values"], first)
+    model.train()
+    torch.manual_seed(3)
+    a = model.tokens(x)["values"]
+    torch.manual_seed(3)
+    torch.testing.assert_close(model.tokens(x)["values"], a)
 
 
 @pytest.mark.parametrize("include_zero", [False, True])
@@ -361,7 +489,7 @@ def test_scgpt_diffusion_without_propagation_passes_values(scgpt_ckpt):
         layer = model.transformer_encoder.layers[0]
         core = dict(
             mode="diffusion_ppr",
-            graph=model.graph.on(h.device),
+            graph=model.gene_graph.graph,
             node_index=tok["node_index"],
             **model.core_params,
         )
@@ -872,7 +1000,7 @@ def test_attention_flops_follow_the_cost_formula(scgpt_ckpt):
     L, d = 13, 16  # 12 matched genes + <cls>
     assert mixer_flops(dense, n) == 2 * (8 * L * d * d + 4 * L * L * d)
     ppr = family(ctx, checkpoint=str(folder), attention="diffusion_ppr", steps=3)
-    E = ppr.graph.graph.n_edges  # matched genes + <cls> edges + self-loops
+    E = ppr.gene_graph.graph.n_edges  # matched genes + <cls> edges + self-loops
     assert E == graph[:12, :12].nnz + 2 * 12 + 13
     assert mixer_flops(ppr, n) == 2 * (8 * L * d * d + (4 + 2 * 3) * E * (d + 1))
 

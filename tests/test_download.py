@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scgraphbench.data.download import download, part_path
+from scgraphbench.download import download, part_path
 from scgraphbench.errors import ScgbError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not all one byte so offsets matter

@@ -22,7 +22,7 @@ from scgraphbench.kernels.reference import (
     graph_attention_dense,
     graph_attention_gather,
 )
-from scgraphbench.models.base import graph_with_cls
+from scgraphbench.models.token_graph import with_global_nodes
 
 MODES = [None, "ppr", "heat"]
 
@@ -37,7 +37,7 @@ def random_graph(n: int, seed: int = 0, cls: bool = False) -> CSRGraph:
         rows += [i] * deg
         cols += list(nb)
     A = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
-    return CSRGraph.from_scipy(graph_with_cls(A, cls), add_self_loops=True)
+    return CSRGraph.from_scipy(with_global_nodes(A, int(cls)), add_self_loops=True)
 
 
 def qkv(B: int, H: int, n: int, d: int, seed: int = 0, dtype=torch.float64):

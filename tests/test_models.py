@@ -11,7 +11,7 @@ import torch
 
 from conftest import make_prepared_annotation
 from scgraphbench.errors import ScgbError
-from scgraphbench.models.base import bin_values
+from scgraphbench.models.base import quantile_bins
 from scgraphbench.models.gnn import GATMixer, GCNMixer, SAGEMixer
 from scgraphbench.models.patterns import (
     gene_order,
@@ -179,13 +179,13 @@ def test_mlp_hidden_widths() -> None:
 # -- value encodings --------------------------------------------------------------------
 
 
-def test_bin_values_per_cell_quantiles_with_ties() -> None:
+def test_quantile_bins_per_cell_with_ties() -> None:
     x = torch.tensor([[0.0, 1.0, 1.0, 2.0, 3.0, 0.0], [5.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
-    bins = bin_values(x, n_bins=5)  # non-zero values go to bins 1..4
+    bins = quantile_bins(x, n_bins=5)  # non-zero values go to bins 1..4
     assert bins[0].tolist() == [0, 2, 2, 3, 4, 0]  # equal values share a bin
     assert bins[1].tolist() == [4, 0, 0, 0, 0, 2]
     perm = torch.randperm(6)
-    assert torch.equal(bin_values(x[:, perm], 5), bins[:, perm])
+    assert torch.equal(quantile_bins(x[:, perm], 5), bins[:, perm])
 
 
 @pytest.mark.parametrize("encoding", ["continuous", "binned"])

@@ -69,7 +69,7 @@ def cmd_fetch_database(a: argparse.Namespace) -> None:
 
 
 def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
-    from scgraphbench.models._backbone_common import fetch_checkpoint
+    from scgraphbench.models.backbones.checkpoint import fetch_checkpoint
 
     manifest = fetch_checkpoint(a.spec, a.out)
     log.info("checkpoint %s: %d files -> %s", a.name or "", len(manifest), a.out)

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from scgraphbench.data.download import download, sha256_file
 from scgraphbench.data.registry import Archive, DatasetInfo, Member, get_dataset
+from scgraphbench.download import download, sha256_file
 from scgraphbench.errors import ScgbError
 from scgraphbench.io import read_json, write_json
 

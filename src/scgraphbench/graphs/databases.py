@@ -6,7 +6,7 @@ A ``databases.<name>`` config entry names a ``source``:
 - ``package``: a file shipped inside an installed PyPI distribution (``package``, pinned
   ``version``, ``member`` path); works offline once the package is installed. The default
   ``pathwaycommons`` entry is Pathway Commons v9 inside ``regulon-enrichment==0.4a0``.
-- ``url``: downloaded once with :func:`scgraphbench.data.download.download` (streamed,
+- ``url``: downloaded once with :func:`scgraphbench.download.download` (streamed,
   sha256-checked, resumable) into the cache folder; known URLs carry a pinned sha256.
 - ``dgp_amio``: shorthand for the URL of DGP-AMIO's ``graphs/edges_<db>.csv`` at a fixed commit.
 - ``enrichr``: an Enrichr library through gseapy (``library``, ``organism``).
@@ -192,7 +192,7 @@ def package_file(name: str, spec: dict[str, Any]) -> Path:
 def obtain(name: str, spec: dict[str, Any], cache_dir: str | Path) -> Path | None:
     """The raw database file: the local override, the package file, or a (cached,
     checksummed) download. None for an Enrichr library fetched through gseapy."""
-    from scgraphbench.data.download import download, sha256_file
+    from scgraphbench.download import download, sha256_file
 
     sha = spec.get("sha256")
     if spec.get("path"):
@@ -283,7 +283,7 @@ def fetch_database(
     kept: the graph builder drops them); gene-set libraries under the clique rule keep
     ``term,gene``.
     """
-    from scgraphbench.data.download import sha256_file
+    from scgraphbench.download import sha256_file
 
     spec = resolve_spec(name, spec)
     raw = obtain(name, spec, cache_dir)

@@ -3,12 +3,8 @@
 GenoHoption diffusion attention that reuses the pretrained query/key/value and output
 projections (no new attention parameters).
 
-Checkpoint folder: ``config.json`` + weights (``model.safetensors`` or
-``pytorch_model.bin``, a ``BertForMaskedLM`` or ``BertModel``) as on Hugging Face
-(ctheodoris/Geneformer), plus Geneformer's dictionaries from its ``geneformer/`` package
-folder: ``*token_dictionary*.pkl`` ({Ensembl ID: token}), ``*gene_median_dictionary*.pkl``
-({Ensembl ID: non-zero median over the pretraining corpus}) and, to map gene symbols,
-``*gene_name_id_dict*.pkl`` ({symbol: Ensembl ID}).
+The checkpoint folder (BERT weights and Geneformer's dictionaries) is read by
+:mod:`.backbones.geneformer_checkpoint`.
 
 Rank-value encoding (``geneformer/tokenizer.py``): a cell's normalised expression
 (counts / total * 10,000) is divided by each gene's corpus median; its detected genes are
@@ -19,9 +15,9 @@ Geneformer's; only the genes are the prepared dataset's (its HVGs), not the whol
 transcriptome. Ties keep dataset order (stable sort).
 
 Token positions change from cell to cell with the ranks, so graph attention maps each
-cell's tokens onto the fixed gene graph (:func:`attention_core`), so that edges follow
-genes; its cost is that of the whole matched-gene graph per cell, whatever the cell's
-number of detected genes.
+cell's tokens onto the fixed gene graph (:func:`scgraphbench.kernels.injected.attention_core`),
+so that edges follow genes; its cost is that of the whole matched-gene graph per cell,
+whatever the cell's number of detected genes.
 
 The layer loop is written here over the ``BertModel``'s own submodules only so that the
 attention core can be swapped; tests check that dense mode reproduces ``BertModel``.
@@ -29,101 +25,29 @@ attention core can be swapped; tests check that dense mode reproduces ``BertMode
 
 from __future__ import annotations
 
-import json
-import pickle
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import numpy as np
 import torch
 from torch import nn
 
 from scgraphbench.errors import ScgbError
-from scgraphbench.models._backbone_common import (
-    GraphHolder,
-    attention_core,
-    attention_flops,
-    check_attention_mode,
-    check_diffusion_params,
-    check_freeze_layers,
-    freeze,
-    log,
-    match_genes,
-    merge_heads,
-    require_checkpoint,
-    restrict_graph,
-    split_heads,
+from scgraphbench.kernels.injected import attention_core, attention_flops, merge_heads, split_heads
+from scgraphbench.models.backbones.attention import attention_settings, backbone_graph
+from scgraphbench.models.backbones.checkpoint import freeze, freeze_lowest
+from scgraphbench.models.backbones.geneformer_checkpoint import (
+    GeneformerDictionaries,
+    load_bert,
+    require_geneformer_checkpoint,
 )
+from scgraphbench.models.backbones.vocabulary import match_genes
 from scgraphbench.models.registry import ModelContext, register
 
-_DICTIONARIES = {
-    "token_dictionary": "*token_dictionary*.pkl",
-    "gene_median_dictionary": "*gene_median_dictionary*.pkl",
-    "gene_name_id_dictionary": "*gene_name_id_dict*.pkl",
-}
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+FAMILY = "backbone_geneformer"
 
 
-def _find_dictionary(folder: Path, param: str, given: str | None, required: bool) -> Path | None:
-    """An explicit path (relative to the checkpoint folder) or the one file matching the
-    released name pattern."""
-    if given:
-        path = Path(given).expanduser()
-        path = path if path.is_absolute() else folder / path
-        if not path.exists():
-            raise ScgbError(
-                f"Geneformer {param} not found",
-                path=str(path),
-                field=f"params.{param}",
-                fix="give an existing file",
-            )
-        return path
-    found = sorted(folder.glob(_DICTIONARIES[param]))
-    if len(found) == 1:
-        return found[0]
-    if not found and not required:
-        return None
-    what = "no file matches" if not found else f"{len(found)} files match"
-    raise ScgbError(
-        f"Geneformer checkpoint: {what} {_DICTIONARIES[param]}",
-        path=str(folder),
-        field=f"params.{param}",
-        fix=f"put Geneformer's {param.replace('_', ' ')} in the checkpoint folder "
-        f"or name it with params.{param}",
-    )
-
-
-def read_mapping(path: Path, param: str) -> dict[str, Any]:
-    """A dictionary file: pickle (Geneformer's format), JSON, or a two-column CSV/TSV."""
-    try:
-        if path.suffix in (".csv", ".tsv", ".txt"):
-            table = pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t", dtype=str)
-            return dict(zip(table.iloc[:, 0], table.iloc[:, 1], strict=True))
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            # Geneformer ships its dictionaries as pickles; unpickling runs code from the
-            # file, so only use checkpoint folders from a source you trust.
-            with path.open("rb") as f:
-                data = pickle.load(f)
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
-        raise ScgbError(
-            f"cannot read Geneformer {param}: {type(e).__name__}: {e}",
-            path=str(path),
-            field=f"params.{param}",
-            fix="use the dictionary released with the checkpoint",
-        ) from None
-    if not isinstance(data, dict):
-        raise ScgbError(
-            f"Geneformer {param} is not a dictionary",
-            path=str(path),
-            field=f"params.{param}",
-            fix="use the dictionary released with the checkpoint",
-        )
-    return data
-
-
-@register("backbone_geneformer")
+@register(FAMILY)
 class GeneformerBackbone(nn.Module):
     """Geneformer fine-tuned for cell-type annotation.
 
@@ -159,63 +83,56 @@ class GeneformerBackbone(nn.Module):
         backbone: str | None = None,
     ) -> None:
         super().__init__()
-        family = "backbone_geneformer"
         if ctx.task != "annotation":
             raise ScgbError(
-                f"{family} supports the annotation task only (got '{ctx.task}')",
+                f"{FAMILY} supports the annotation task only (got '{ctx.task}')",
                 field="models",
                 fix="use backbone_scgpt for perturbation",
             )
-        self.attention = check_attention_mode(attention, family)
-        folder = require_checkpoint(checkpoint, family, ["config.json"])
-        if not any((folder / w).exists() for w in _WEIGHTS):
-            raise ScgbError(
-                "Geneformer checkpoint folder has no weights",
-                path=str(folder),
-                field="params.checkpoint",
-                fix=f"the folder needs {' or '.join(_WEIGHTS)} beside config.json",
-            )
-        self.checkpoint_dir = folder
-        paths = {
-            "token_dictionary": _find_dictionary(
-                folder, "token_dictionary", token_dictionary, True
-            ),
-            "gene_median_dictionary": _find_dictionary(
-                folder, "gene_median_dictionary", gene_median_dictionary, True
-            ),
-            "gene_name_id_dictionary": _find_dictionary(
-                folder, "gene_name_id_dictionary", gene_name_id_dictionary, False
-            ),
-        }
-        self.dictionary_paths = paths
-        token_dict = read_mapping(paths["token_dictionary"], "token_dictionary")
-        medians = read_mapping(paths["gene_median_dictionary"], "gene_median_dictionary")
-        name_to_id = (
-            {}
-            if paths["gene_name_id_dictionary"] is None
-            else read_mapping(paths["gene_name_id_dictionary"], "gene_name_id_dictionary")
+        self.attention = attention
+        self.core_params = attention_settings(attention, alpha, t, steps, FAMILY)
+        self.checkpoint_dir = require_geneformer_checkpoint(checkpoint, FAMILY)
+        dictionaries = GeneformerDictionaries.read(
+            self.checkpoint_dir,
+            {
+                "token_dictionary": token_dictionary,
+                "gene_median_dictionary": gene_median_dictionary,
+                "gene_name_id_dictionary": gene_name_id_dictionary,
+            },
         )
-        if "<pad>" not in token_dict:
-            raise ScgbError(
-                "Geneformer token dictionary has no '<pad>' token",
-                path=str(paths["token_dictionary"]),
-                field="params.token_dictionary",
-                fix="use the token dictionary released with the checkpoint",
-            )
-        self.pad_id = int(token_dict["<pad>"])
-        self.has_cls = "<cls>" in token_dict and "<eos>" in token_dict
-        self.cls_id = int(token_dict["<cls>"]) if self.has_cls else -1
-        self.eos_id = int(token_dict["<eos>"]) if self.has_cls else -1
-        self.n_global = 2 if self.has_cls else 0  # <cls> is node 0, <eos> node 1
+        self.dictionary_paths = dictionaries.paths
+        self._special_tokens(dictionaries.tokens)
+        gene_idx = self._match_vocabulary(ctx.gene_names, dictionaries)
+        self.gene_graph = backbone_graph(ctx.graph, gene_idx, self.n_global, attention, FAMILY)
+        self.bert = load_bert(self.checkpoint_dir)
+        self.config = self.bert.config
+        self.n_heads = self.config.num_attention_heads
+        self._choose_input(max_len, pooling)
+        self.head = nn.Sequential(
+            nn.Dropout(self.config.hidden_dropout_prob),
+            nn.Linear(self.config.hidden_size, ctx.n_classes),
+        )
+        freeze_lowest(self.bert.encoder.layer, freeze_layers, FAMILY)
+        if freeze_embeddings:
+            freeze([self.bert.embeddings])
 
-        def lookup(name: str) -> int | None:
-            ensembl = name if name in token_dict else name_to_id.get(name)
-            if ensembl is None or ensembl not in token_dict or ensembl not in medians:
-                return None
-            return int(token_dict[ensembl])
+    # -- construction steps -----------------------------------------------------------------
+    def _special_tokens(self, tokens: dict[str, Any]) -> None:
+        """<pad>, and <cls>/<eos> of V2 checkpoints (then graph nodes 0 and 1)."""
+        self.pad_id = int(tokens["<pad>"])
+        self.has_cls = "<cls>" in tokens and "<eos>" in tokens
+        self.cls_id = int(tokens["<cls>"]) if self.has_cls else -1
+        self.eos_id = int(tokens["<eos>"]) if self.has_cls else -1
+        self.n_global = 2 if self.has_cls else 0
 
-        gene_idx, token_ids, self.coverage = match_genes(ctx.gene_names, lookup, "Geneformer")
-        median_of = {int(token_dict[k]): float(v) for k, v in medians.items() if k in token_dict}
+    def _match_vocabulary(
+        self, gene_names: list[str], dictionaries: GeneformerDictionaries
+    ) -> np.ndarray:
+        """Dataset genes -> tokens and corpus medians (buffers); returns matched positions."""
+        gene_idx, token_ids, self.coverage = match_genes(
+            gene_names, dictionaries.token_of, "Geneformer"
+        )
+        median_of = dictionaries.median_of_token()
         self.register_buffer("gene_idx", torch.from_numpy(gene_idx), persistent=False)
         self.register_buffer("token_ids", torch.from_numpy(token_ids), persistent=False)
         self.register_buffer(
@@ -223,21 +140,17 @@ class GeneformerBackbone(nn.Module):
             torch.tensor([median_of[int(t)] for t in token_ids], dtype=torch.float32),
             persistent=False,
         )
-        self.graph = GraphHolder(
-            restrict_graph(ctx.graph, gene_idx, self.n_global, self.attention, family)
-        )
-        self.core_params = check_diffusion_params(self.attention, alpha, t, steps, family)
+        return gene_idx
 
-        self.bert = self._load_bert(folder)
-        config = self.bert.config
-        self.config = config
-        self.n_heads = config.num_attention_heads
-        self.max_len = int(max_len or config.max_position_embeddings)
-        if not 1 + self.n_global <= self.max_len <= config.max_position_embeddings:
+    def _choose_input(self, max_len: int | None, pooling: str | None) -> None:
+        """Tokens per cell and the cell embedding, checked against the checkpoint."""
+        longest = self.config.max_position_embeddings
+        self.max_len = int(max_len or longest)
+        if not 1 + self.n_global <= self.max_len <= longest:
             raise ScgbError(
                 f"max_len={self.max_len} is outside what the checkpoint takes",
                 field="params.max_len",
-                fix=f"use at most {config.max_position_embeddings} (or leave unset)",
+                fix=f"use at most {longest} (or leave unset)",
             )
         self.pooling = pooling or ("cls" if self.has_cls else "mean")
         if self.pooling not in ("cls", "mean") or (self.pooling == "cls" and not self.has_cls):
@@ -246,58 +159,6 @@ class GeneformerBackbone(nn.Module):
                 field="params.pooling",
                 fix="use mean (or cls with a V2 checkpoint, which has <cls>)",
             )
-        self.head = nn.Sequential(
-            nn.Dropout(config.hidden_dropout_prob), nn.Linear(config.hidden_size, ctx.n_classes)
-        )
-        n_layers = config.num_hidden_layers
-        check_freeze_layers(freeze_layers, n_layers, family)
-        freeze(self.bert.encoder.layer[:freeze_layers])
-        if freeze_embeddings:
-            freeze([self.bert.embeddings])
-
-    def _load_bert(self, folder: Path) -> nn.Module:
-        from transformers import BertModel
-        from transformers.utils import logging as hf_logging
-
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # the unused MLM head is expected, not news
-        hf_logging.disable_progress_bar()
-        try:
-            bert, info = BertModel.from_pretrained(
-                str(folder),
-                add_pooling_layer=False,
-                local_files_only=True,
-                output_loading_info=True,
-            )
-        except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
-            raise ScgbError(
-                f"cannot load the Geneformer BERT checkpoint: {type(e).__name__}: {e}",
-                path=str(folder),
-                field="params.checkpoint",
-                fix="the folder needs Geneformer's config.json and weights",
-            ) from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
-        missing = [k for k in info.get("missing_keys", []) if "pooler" not in k]
-        if missing or info.get("mismatched_keys"):
-            raise ScgbError(
-                f"Geneformer weights do not match config.json (missing "
-                f"{missing[:3]}, mismatched {list(info.get('mismatched_keys', []))[:3]})",
-                path=str(folder),
-                field="params.checkpoint",
-                fix="config.json and the weights must come from the same checkpoint",
-            )
-        log.info(
-            "Geneformer: loaded %d layers x %d from %s (%d checkpoint tensors unused, "
-            "e.g. the masked-LM head)",
-            bert.config.num_hidden_layers,
-            bert.config.hidden_size,
-            folder,
-            len(info.get("unexpected_keys", [])),
-        )
-        return bert
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the encoder as a Hugging Face BERT folder plus the dictionaries, loadable
@@ -319,7 +180,7 @@ class GeneformerBackbone(nn.Module):
             d_model=self.config.hidden_size,
             n_tokens=min(len(self.gene_idx) + self.n_global, self.max_len),
             mode=self.attention,
-            graph=self.graph.graph,
+            graph=None if self.gene_graph is None else self.gene_graph.graph,
             steps=self.core_params["steps"],
             mapped=True,
         )
@@ -364,7 +225,7 @@ class GeneformerBackbone(nn.Module):
         if self.attention == "dense":
             core["key_valid"] = tok["key_valid"]
         else:
-            core["graph"] = self.graph.on(tok["ids"].device)
+            core["graph"] = self.gene_graph.graph
             core["node_index"] = tok["node_index"]
         p_drop = self.config.attention_probs_dropout_prob
         h = self.bert.embeddings(input_ids=tok["ids"])

@@ -32,23 +32,25 @@ import inspect
 import math
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
 from scgraphbench.errors import ScgbError
 from scgraphbench.models.registry import ModelContext
+from scgraphbench.models.token_graph import with_global_nodes
 
 VALUE_ENCODINGS = ("continuous", "binned")
 POOLINGS = ("cls", "mean", "attention")
 LOG_EXPRESSION_MAX = 10.0  # log1p(normalize_total(1e4)) values stay below this in practice
 
 
-def bin_values(x: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """scGPT value binning: per cell, zero -> bin 0; a non-zero value -> bin
-    ceil(F(x) * (n_bins - 1)) in 1..n_bins-1, where F(x) is the share of that cell's non-zero
-    values that are <= x. Equal values always share a bin (ties never depend on gene order)."""
+def quantile_bins(x: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Per-cell quantile bins of (..., n) non-negative values: zero -> bin 0; a non-zero
+    value -> bin ceil(F(x) * (n_bins - 1)) in 1..n_bins-1, where F(x) is the share of that
+    cell's non-zero values that are <= x. Equal values always share a bin (ties never depend
+    on gene order or on random draws). Not scGPT's binning, which cuts at interpolated
+    quantiles and spreads ties at random (:mod:`scgraphbench.models.backbones.scgpt_binning`)."""
     nonzero = x > 0
     sorted_x = torch.sort(x, dim=-1).values
     n_zero = (~nonzero).sum(-1, keepdim=True)
@@ -84,7 +86,7 @@ class ValueEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "continuous":
             return self.norm(self.net(x.unsqueeze(-1)))
-        return self.norm(self.net(bin_values(x, self.n_bins)))
+        return self.norm(self.net(quantile_bins(x, self.n_bins)))
 
 
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
@@ -173,18 +175,6 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.mixer(self.ln1(x)))
         return x + self.drop(self.ff(self.ln2(x)))
-
-
-def graph_with_cls(A: sp.spmatrix, use_cls: bool) -> sp.csr_matrix:
-    """Prepend a CLS node linked to and from every gene (GenoHoption's global edges)."""
-    A = sp.csr_matrix(A, dtype=np.float32)
-    if not use_cls:
-        return A
-    n = A.shape[0]
-    ones = sp.csr_matrix(np.ones((1, n), dtype=np.float32))
-    top = sp.hstack([sp.csr_matrix((1, 1), dtype=np.float32), ones])
-    bottom = sp.hstack([ones.T, A])
-    return sp.vstack([top, bottom]).tocsr()
 
 
 _NOT_PARAMS = {"self", "ctx", "d_model", "n_heads", "dropout", "graph", "use_cls"}
@@ -363,7 +353,7 @@ class GeneTokenModel(nn.Module):
                 field="graphs",
                 fix="align the graph to the dataset's genes",
             )
-        return graph_with_cls(ctx.graph, self.use_cls)
+        return with_global_nodes(ctx.graph, int(self.use_cls))
 
     def tokens(self, x: torch.Tensor, pert: torch.Tensor | None) -> torch.Tensor:
         h = self.gene_norm(self.gene_emb(self.gene_ids)).unsqueeze(0)

@@ -12,6 +12,7 @@ import torch
 from scgraphbench.kernels import CSRGraph, graph_attention
 from scgraphbench.models.base import GeneTokenModel, MultiHeadMixer
 from scgraphbench.models.registry import ModelContext, register
+from scgraphbench.models.token_graph import GraphBuffers
 
 
 class GraphAttention(MultiHeadMixer):
@@ -22,23 +23,13 @@ class GraphAttention(MultiHeadMixer):
                  steps: int = 6, normalise_heat: bool = False, checkpoint: bool = False,
                  **params: Any) -> None:
         super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
-        g = CSRGraph.from_scipy(graph, add_self_loops=True)
-        # buffers, so .to(device) moves the graph with the module
-        for name in ("crow", "col", "row", "crow_t", "col_t", "perm"):
-            self.register_buffer(name, getattr(g, name), persistent=False)
-        self.n, self._graph_key = g.n, g.fingerprint()
-        self._graph: CSRGraph | None = None
+        self.gene_graph = GraphBuffers(CSRGraph.from_scipy(graph, add_self_loops=True))
         self.alpha, self.t, self.steps = alpha, t, steps
         self.normalise_heat, self.checkpoint = normalise_heat, checkpoint
 
     @property
     def graph(self) -> CSRGraph:
-        # one CSRGraph per graph and device, shared by the layers (it caches the batched
-        # index arrays); rebuilt after .to(device)
-        if self._graph is None or self._graph.device != self.col.device:
-            self._graph = CSRGraph(self.crow, self.col, self.row, self.n, self.crow_t,
-                                   self.col_t, self.perm).shared(self._graph_key)
-        return self._graph
+        return self.gene_graph.graph
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return graph_attention(q, k, v, self.graph, diffusion=self.diffusion, alpha=self.alpha,

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.models.token_graph import with_global_nodes
 
 ORDERS = ("dataset", "random", "graph")
 
@@ -137,16 +138,6 @@ def random_pattern(
     return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, n))
 
 
-def add_cls(pattern: sp.csr_matrix, use_cls: bool) -> sp.csr_matrix:
-    """Prepend a global CLS row and column (index 0) when ``use_cls``."""
-    if not use_cls:
-        return pattern
-    n = pattern.shape[0]
-    ones = sp.csr_matrix(np.ones((1, n), dtype=np.float32))
-    top = sp.hstack([sp.csr_matrix(np.ones((1, 1), dtype=np.float32)), ones])
-    return sp.vstack([top, sp.hstack([ones.T, pattern])]).tocsr()
-
-
 def binary(A: sp.spmatrix) -> sp.csr_matrix:
     A = sp.csr_matrix(A, dtype=np.float32)
     A.sum_duplicates()
@@ -185,4 +176,4 @@ def sparse_pattern(
     if n_random:
         rng = np.random.default_rng(seed)
         base = binary(base + random_pattern(base, n_random, global_genes, rng, family))
-    return add_cls(base, use_cls)
+    return with_global_nodes(base, int(use_cls), self_loops=True)

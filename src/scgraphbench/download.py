@@ -1,4 +1,5 @@
-"""Robust file downloads: streamed, checksummed, resumable, atomic.
+"""Robust file downloads: streamed, checksummed, resumable, atomic. Shared by every stage
+that fetches a file (datasets, regulatory databases, backbone checkpoints).
 
 ``download(url, dest)`` streams into ``<dest>.part`` beside the destination, resumes a kept
 ``.part`` with an HTTP Range request, retries transient failures (5xx, 408/429, timeouts,
@@ -47,6 +48,7 @@ def part_path(dest: str | os.PathLike) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks (any size)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
