@@ -56,6 +56,22 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def check_sha256(
+    path: str | os.PathLike, expected: str | None, *, source: str, field: str, fix: str
+) -> str:
+    """The file's sha256; raises ScgbError naming ``source`` (a URL or a path), the expected
+    and the actual value when ``expected`` is given and differs."""
+    actual = sha256_file(path)
+    if expected and actual != expected.lower():
+        raise ScgbError(
+            f"checksum mismatch for {source}: expected sha256 {expected.lower()}, got {actual}",
+            path=source,
+            field=field,
+            fix=fix,
+        )
+    return actual
+
+
 def _local_source(url: str) -> Path | None:
     """The local file behind a ``file:`` URL or a plain path; None for network URLs."""
     parsed = urlparse(url)
@@ -81,16 +97,18 @@ def _verify(tmp: Path, url: str, sha256: str | None, size: int | None) -> None:
     if sha256 is None:
         log.info("%s: no sha256 pinned; actual sha256 is %s", url, sha256_file(tmp))
         return
-    actual = sha256_file(tmp)
-    if actual != sha256.lower():
-        tmp.unlink(missing_ok=True)
-        raise ScgbError(
-            f"checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}",
-            path=url,
+    try:
+        check_sha256(
+            tmp,
+            sha256,
+            source=url,
             field="sha256",
             fix="retry; if it persists the remote file changed: check "
             "the source and update the registry's sha256 (or give a local copy via 'path')",
         )
+    except ScgbError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _already_there(dest: Path, sha256: str | None, size: int | None) -> bool:

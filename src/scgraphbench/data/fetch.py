@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from scgraphbench.data.registry import Archive, DatasetInfo, Member, get_dataset
-from scgraphbench.download import download, sha256_file
+from scgraphbench.download import check_sha256, download, sha256_file
 from scgraphbench.errors import ScgbError
 from scgraphbench.io import read_json, write_json
 
@@ -215,14 +215,13 @@ def fetch_dataset(
                 field="path",
                 fix="point 'path' at the downloaded archive",
             )
-        actual = sha256_file(local)
-        if want_sha and actual != want_sha.lower():
-            raise ScgbError(
-                f"checksum mismatch for {local}: expected sha256 {want_sha}, got {actual}",
-                path=str(local),
-                field="sha256",
-                fix="use the registered archive or drop the sha256 override",
-            )
+        actual = check_sha256(
+            local,
+            want_sha,
+            source=str(local),
+            field="sha256",
+            fix="use the registered archive or drop the sha256 override",
+        )
     else:
         local = root / "_archives" / archive.name
         with _locked(local.with_name(f".{archive.name}.lock")):

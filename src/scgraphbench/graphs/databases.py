@@ -192,7 +192,7 @@ def package_file(name: str, spec: dict[str, Any]) -> Path:
 def obtain(name: str, spec: dict[str, Any], cache_dir: str | Path) -> Path | None:
     """The raw database file: the local override, the package file, or a (cached,
     checksummed) download. None for an Enrichr library fetched through gseapy."""
-    from scgraphbench.download import download, sha256_file
+    from scgraphbench.download import check_sha256, download
 
     sha = spec.get("sha256")
     if spec.get("path"):
@@ -204,24 +204,24 @@ def obtain(name: str, spec: dict[str, Any], cache_dir: str | Path) -> Path | Non
                 field=f"databases.{name}.path",
                 fix="fix the path, or remove 'path' to use the configured source",
             )
-        if sha and sha256_file(path) != sha.lower():
-            raise ScgbError(
-                f"sha256 {sha256_file(path)} differs from the pinned {sha}",
-                path=str(path),
-                field=f"databases.{name}.sha256",
-                fix="use the file the pin belongs to, or set sha256: null",
-            )
+        check_sha256(
+            path,
+            sha,
+            source=str(path),
+            field=f"databases.{name}.sha256",
+            fix="use the file the pin belongs to, or set sha256: null",
+        )
         return path
     source = spec["source"]
     if source == "package":
         path = package_file(name, spec)
-        if sha and sha256_file(path) != sha.lower():
-            raise ScgbError(
-                f"sha256 of {path} differs from the pinned {sha}",
-                path=str(path),
-                field=f"databases.{name}.sha256",
-                fix=f"reinstall {spec['package']}=={spec['version']}",
-            )
+        check_sha256(
+            path,
+            sha,
+            source=str(path),
+            field=f"databases.{name}.sha256",
+            fix=f"reinstall {spec['package']}=={spec['version']}",
+        )
         return path
     if source in ("url", "dgp_amio"):
         url = spec["url"]
