@@ -10,6 +10,7 @@ from scgraphbench.evaluate.annotation import (
     annotation_scores,
     confusion_table,
     embedding_scores,
+    leiden_clusters,
     per_class_scores,
 )
 from scgraphbench.evaluate.attention import (
@@ -58,8 +59,8 @@ def test_silhouette_by_hand_and_leiden_on_separated_blobs():
     # 1-D points 0, 1 | 10, 11: s(0) = (10.5-1)/10.5, s(1) = (9.5-1)/9.5, symmetric for b
     emb = np.array([[0.0], [1.0], [10.0], [11.0]])
     s = embedding_scores(emb, np.array(["a", "a", "b", "b"]))
-    expected = (9.5 / 10.5 + 8.5 / 9.5) / 2
-    assert s["silhouette_label"] == pytest.approx(expected)
+    asw = (9.5 / 10.5 + 8.5 / 9.5) / 2
+    assert s["silhouette_label"] == pytest.approx((asw + 1) / 2)  # scib's rescaling to [0, 1]
 
     rng = np.random.default_rng(0)
     blobs = np.vstack([rng.normal(0, 0.1, (40, 5)), rng.normal(5, 0.1, (40, 5))])
@@ -69,6 +70,47 @@ def test_silhouette_by_hand_and_leiden_on_separated_blobs():
     # a random labelling of the same points scores about 0
     s_rand = embedding_scores(blobs, rng.permutation(labels), resolution=0.2)
     assert abs(s_rand["leiden_ari"]) < 0.2
+
+
+def _blobs(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    emb = np.vstack([rng.normal(c, 1.5, (n_per, 8)) for c in range(3)])
+    labels = np.repeat(["x", "y", "z"], n_per).astype(object)
+    labels[0] = "alone"  # a label with one cell: silhouette 0 there, in both
+    return emb, labels
+
+
+def test_silhouette_label_is_scib_metrics_silhouette_label():
+    scib = pytest.importorskip("scib_metrics", reason="scib-metrics is not installed")
+    emb, labels = _blobs()
+    ours = embedding_scores(emb, labels)["silhouette_label"]
+    theirs = float(scib.silhouette_label(emb.astype(np.float32), labels))
+    assert 0 < ours < 1 and ours == pytest.approx(theirs, abs=1e-5)  # jax computes in fp32
+
+
+def test_leiden_clusters_equal_scanpys_for_a_seed():
+    """The scanpy-free Leiden gives scanpy's clusters: sc.pp.neighbors(method='gauss',
+    transformer=KNeighborsTransformer) + sc.tl.leiden(flavor='igraph', n_iterations=2)."""
+    import warnings
+
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.neighbors import KNeighborsTransformer
+
+    for seed, n_per, resolution in ((0, 40, 1.0), (1, 70, 2.0), (2, 12, 1.5)):
+        emb = _blobs(n_per, seed)[0].astype(np.float32)
+        k = min(15, len(emb) - 1)
+        adata = ad.AnnData(emb)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sc.pp.neighbors(adata, use_rep="X", n_neighbors=k, method="gauss",
+                            transformer=KNeighborsTransformer(n_neighbors=k))
+            sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2,
+                         directed=False, random_state=seed)
+        want = adata.obs["leiden"].astype(int).to_numpy()
+        got = leiden_clusters(emb, resolution=resolution, seed=seed)
+        assert len(np.unique(want)) > 1
+        np.testing.assert_array_equal(got, want)
 
 
 def test_embedding_scores_undefined_cases_are_nan():

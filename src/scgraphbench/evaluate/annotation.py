@@ -4,16 +4,17 @@
 - :func:`per_class_scores`: precision, recall, F1 and support per class.
 - :func:`confusion_table`: the confusion matrix as a labelled table (rows: truth).
 - :func:`embedding_scores`: Leiden clusters of the cell embeddings vs the labels (ARI, NMI)
-  and the silhouette of the embeddings by label.
+  and the label silhouette (ASW) of the embeddings, as scib-metrics defines it.
 """
 
 from __future__ import annotations
 
+import random
 import warnings
 
-import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.metrics import (
     accuracy_score,
     adjusted_rand_score,
@@ -72,37 +73,97 @@ def confusion_table(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
     return pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes)
 
 
-def leiden_clusters(
-    embedding: np.ndarray, *, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0
-) -> np.ndarray:
-    """Leiden clusters (scanpy, igraph flavour) of a kNN graph on ``embedding``.
+class _IgraphRandom:
+    """igraph's random source drawn from ``np.random.RandomState(seed)``: the adapter
+    scanpy's ``sc.tl.leiden`` installs, so that a seed gives scanpy's clusters."""
 
-    The kNN graph uses scikit-learn's exact neighbours and scanpy's Gaussian-kernel
-    connectivities: the default UMAP connectivities JIT-compile numba code in every fresh
-    process (5-30 s), which would dominate small runs; the kernel is the same for every family.
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.RandomState(seed)
+
+    def getrandbits(self, k: int) -> int:
+        return self._rng.tomaxint() & ((1 << k) - 1)
+
+    def randint(self, a: int, b: int) -> int:
+        return self._rng.randint(a, b + 1)
+
+    def random(self) -> float:
+        return self._rng.random_sample()
+
+    def gauss(self, mu: float, sigma: float) -> float:
+        return self._rng.normal(mu, sigma)
+
+
+def gauss_knn_connectivities(embedding: np.ndarray, n_neighbors: int) -> sp.csr_matrix:
+    """scanpy's ``sc.pp.neighbors(method="gauss", transformer=KNeighborsTransformer(k))``
+    connectivities, without scanpy.
+
+    Exact Euclidean neighbours (scikit-learn; each row holds the cell and its k nearest).
+    The width of cell i is sigma_i = the median distance to its k - 1 nearest other cells;
+    every stored pair gets w_ij = sqrt(2 sigma_i sigma_j / (sigma_i^2 + sigma_j^2)) *
+    exp(-d_ij^2 / (sigma_i^2 + sigma_j^2)) (Haghverdi et al. 2016; 1 on the diagonal), and
+    w_ji = w_ij wherever j is among the k - 1 nearest of i but i not among those of j.
     """
-    import scanpy as sc
     from sklearn.neighbors import KNeighborsTransformer
 
     n = len(embedding)
-    k = max(2, min(n_neighbors, n - 1))
-    adata = ad.AnnData(np.asarray(embedding, dtype=np.float32))
-    sc.pp.neighbors(
-        adata,
-        use_rep="X",
-        n_neighbors=k,
-        method="gauss",
-        transformer=KNeighborsTransformer(n_neighbors=k),
+    d_sq = KNeighborsTransformer(n_neighbors=n_neighbors).fit_transform(embedding).power(2)
+    rows = np.repeat(np.arange(n), np.diff(d_sq.indptr))
+    per_row = d_sq.indices.reshape(n, -1)[:, :n_neighbors]  # the cell first, by distance
+    if not (per_row[:, 0] == np.arange(n)).any():  # a search that left the cell out
+        per_row = np.hstack([np.arange(n)[:, None], per_row])[:, :n_neighbors]
+        dist_sq = np.hstack([np.zeros((n, 1)), d_sq.data.reshape(n, -1)])[:, 1:n_neighbors]
+    else:
+        dist_sq = d_sq.data.reshape(n, -1)[:, 1:n_neighbors]
+    nearest = per_row[:, 1:]
+    sigma_sq = np.median(dist_sq, axis=1)
+    sigma = np.sqrt(sigma_sq)
+    cols = d_sq.indices
+    den = sigma_sq[rows] + sigma_sq[cols]
+    w = np.sqrt(2 * sigma[rows] * sigma[cols] / den) * np.exp(-d_sq.data / den)
+    W = sp.csr_matrix((w, cols, d_sq.indptr), shape=(n, n)).tolil()
+    # symmetrise the pairs that only one side counts among its k - 1 nearest
+    is_near = sp.csr_matrix(
+        (np.ones(nearest.size, dtype=bool), (np.repeat(np.arange(n), nearest.shape[1]),
+                                              nearest.ravel())),
+        shape=(n, n),
     )
-    sc.tl.leiden(
-        adata,
-        resolution=resolution,
-        flavor="igraph",
-        n_iterations=2,
-        directed=False,
-        random_state=seed,
-    )
-    return adata.obs["leiden"].astype(int).to_numpy()
+    one_sided = is_near > is_near.T
+    i, j = one_sided.nonzero()
+    values = np.asarray(W[i, j].todense()).ravel() if len(i) else np.zeros(0)
+    W[j, i] = values
+    return W.tocsr()
+
+
+def leiden_clusters(
+    embedding: np.ndarray, *, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0
+) -> np.ndarray:
+    """Leiden clusters (igraph's, modularity, 2 iterations) of a Gaussian-kernel kNN graph
+    on ``embedding``: scanpy's ``sc.pp.neighbors(method="gauss", transformer=
+    KNeighborsTransformer)`` then ``sc.tl.leiden(flavor="igraph", n_iterations=2,
+    directed=False, random_state=seed)``, the same clusters for a seed (tested against
+    scanpy), without importing scanpy (seconds of a training job).
+
+    The Gaussian kernel rather than scanpy's default UMAP connectivities: those JIT-compile
+    numba code in every fresh process (5-30 s), which would dominate small runs; the
+    kernel is the same for every family.
+    """
+    import igraph as ig
+
+    X = np.asarray(embedding, dtype=np.float32)
+    k = max(2, min(n_neighbors, len(X) - 1))
+    W = gauss_knn_connectivities(X, k)
+    sources, targets = W.nonzero()
+    graph = ig.Graph(n=len(X), edges=list(zip(sources.tolist(), targets.tolist(), strict=True)))
+    graph.es["weight"] = np.asarray(W[sources, targets]).ravel().tolist()
+    ig.set_random_number_generator(_IgraphRandom(seed))
+    try:
+        part = graph.community_leiden(
+            objective_function="modularity", weights="weight", resolution=resolution,
+            n_iterations=2,
+        )
+    finally:
+        ig.set_random_number_generator(random)
+    return np.asarray(part.membership, dtype=np.int64)
 
 
 def embedding_scores(
@@ -116,8 +177,10 @@ def embedding_scores(
     """How well the cell embeddings separate the labels.
 
     ``leiden_ari``/``leiden_nmi``: agreement of Leiden clusters with the labels;
-    ``silhouette_label``: mean silhouette (Euclidean, in [-1, 1]) with the labels as clusters,
-    NaN when it is undefined (fewer than 2 labels, or every cell its own label).
+    ``silhouette_label``: scib-metrics' ``silhouette_label`` (scIB's label ASW): the mean
+    over cells of the Euclidean silhouette with the labels as clusters, rescaled from
+    [-1, 1] to (s + 1) / 2 in [0, 1] (0.5: no separation; a cell alone in its label counts
+    as s = 0); NaN when it is undefined (fewer than 2 labels, or every cell its own label).
     """
     embedding = np.asarray(embedding, dtype=np.float64)
     labels = np.asarray(labels)
@@ -135,7 +198,7 @@ def embedding_scores(
     if 2 <= n_labels <= len(labels) - 1:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sil = float(silhouette_score(embedding, labels))
+            sil = (float(silhouette_score(embedding, labels)) + 1) / 2
     return {
         "leiden_ari": float(adjusted_rand_score(labels, clusters)),
         "leiden_nmi": float(normalized_mutual_info_score(labels, clusters)),

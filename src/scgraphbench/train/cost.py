@@ -142,6 +142,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "anndata",
         "scanpy",
         "scikit-learn",
+        "igraph",  # the Leiden clusters of the embedding scores
     ):
         env[package.replace("-", "_")] = version(package)
     env.update(
