@@ -7,9 +7,9 @@ x lies between ``right = #edges < x`` and ``left = #edges <= x`` (``np.digitize`
 ``right=True`` / ``False``); scGPT's ``_digitize`` draws u ~ U[0, 1) and takes
 ``ceil(u * (right - left) + left)``, so a value equal to several edges lands uniformly at
 random in one of the bins right+1..left. On count data most non-zero values tie (a cell has
-many 1s and 2s), so this spreading decides most tokens: "ties take the left bin" puts 91% of
-non-zero tokens in another bin, 10.8 bins higher on average (n_bins 51), an input
-distribution the pretrained model never saw.
+many 1s and 2s), so this spreading decides most tokens: "ties take the left bin" puts 72-85%
+of non-zero tokens in another bin, 6.5-11.9 bins higher on average (n_bins 51, two real 10x
+count matrices; docs/backbones.md), an input distribution the pretrained model never saw.
 
 The arithmetic copies numpy's step for step (the virtual index ``(m - 1) * q``, numpy's
 two-sided ``_lerp`` with the difference taken in the input dtype, float64 edges), so that
