@@ -6,26 +6,23 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from scgraphbench.data.gears import gears_subgroup
 from scgraphbench.evaluate.annotation import (
     annotation_scores,
     confusion_table,
     embedding_scores,
     per_class_scores,
 )
-from scgraphbench.evaluate.attention import (
-    attention_on_known_edges,
-    edge_mass,
-    random_graph_like,
-)
+from scgraphbench.evaluate.attention import attention_on_known_edges, edge_mass
 from scgraphbench.evaluate.perturbation import (
     METRICS,
     condition_means,
-    gears_subgroup,
     pearson,
     perturbation_scores,
     perturbation_table,
     summarise,
 )
+from scgraphbench.graphs.controls import random_graph_like
 
 # ---------------------------------------------------------------- annotation
 Y_TRUE = np.array([0, 0, 1, 1, 2])

@@ -21,33 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from scgraphbench.errors import ScgbError
-
-
-def _offdiag_binary(A: sp.spmatrix, symmetric: bool) -> sp.csr_matrix:
-    A = sp.csr_matrix(A, dtype=np.float32, copy=True)
-    A.data[:] = 1.0
-    if symmetric:
-        A = A.maximum(A.T).tocsr()
-    A.setdiag(0.0)
-    A.eliminate_zeros()
-    return A
-
-
-def random_graph_like(A: sp.spmatrix, seed: int = 0, symmetric: bool = True) -> sp.csr_matrix:
-    """A uniformly random graph on the same genes with as many off-diagonal edges as ``A``
-    (counted undirected when ``symmetric``): the matched-density control."""
-    A = _offdiag_binary(A, symmetric)
-    n = A.shape[0]
-    rng = np.random.default_rng(seed)
-    if symmetric:
-        iu = np.triu_indices(n, k=1)
-        m = int(sp.triu(A, k=1).nnz)
-        pick = rng.choice(len(iu[0]), size=m, replace=False)
-        R = sp.coo_matrix((np.ones(m, np.float32), (iu[0][pick], iu[1][pick])), shape=(n, n))
-        return sp.csr_matrix(R.maximum(R.T))
-    off = np.flatnonzero(~np.eye(n, dtype=bool).ravel())
-    pick = rng.choice(off, size=A.nnz, replace=False)
-    return sp.csr_matrix((np.ones(A.nnz, np.float32), (pick // n, pick % n)), shape=(n, n))
+from scgraphbench.graphs.controls import offdiag_binary, random_graph_like
 
 
 def edge_mass(attention: np.ndarray, graph: sp.spmatrix, symmetric: bool = True) -> float:
@@ -62,7 +36,7 @@ def edge_mass(attention: np.ndarray, graph: sp.spmatrix, symmetric: bool = True)
     total = W.sum()
     if total <= 0:
         return float("nan")
-    G = _offdiag_binary(graph, symmetric).tocoo()
+    G = offdiag_binary(graph, symmetric).tocoo()
     return float(W[G.row, G.col].sum() / total)
 
 
@@ -86,8 +60,8 @@ def attention_on_known_edges(
         "mass_known": mk,
         "mass_random": mr,
         "enrichment": mk / mr if mr > 0 else float("nan"),
-        "density_known": _offdiag_binary(known, symmetric).nnz / denom,
-        "density_random": _offdiag_binary(random, symmetric).nnz / denom,
+        "density_known": offdiag_binary(known, symmetric).nnz / denom,
+        "density_random": offdiag_binary(random, symmetric).nnz / denom,
     }
 
 
