@@ -54,6 +54,7 @@ from scgraphbench.models._backbone_common import (
     restrict_graph,
     split_heads,
 )
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
 _DICTIONARIES = {
@@ -124,7 +125,7 @@ def read_mapping(path: Path, param: str) -> dict[str, Any]:
 
 
 @register("backbone_geneformer")
-class GeneformerBackbone(nn.Module):
+class GeneformerBackbone(FamilyModule):
     """Geneformer fine-tuned for cell-type annotation.
 
     Params: ``checkpoint`` (folder, required), ``attention`` (dense | masked |

@@ -49,6 +49,7 @@ from scgraphbench.models._backbone_common import (
     restrict_graph,
     split_heads,
 )
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
 FILES = ("best_model.pt", "args.json", "vocab.json")
@@ -224,7 +225,7 @@ def load_scgpt_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 @register("backbone_scgpt")
-class ScGPTBackbone(nn.Module):
+class ScGPTBackbone(FamilyModule):
     """scGPT fine-tuned for cell-type annotation (CLS token -> ``cls_decoder``) or for
     perturbation (control cell + perturbed-gene flags -> expression of every gene).
 

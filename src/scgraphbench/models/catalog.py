@@ -280,7 +280,8 @@ BUILTIN: dict[str, FamilySpec] = {
         _token_family(
             "performer", _PKG + "performer", "efficient", "none",
             (_int("n_features", 64, "FAVOR+ random features"),
-             _int("redraw_interval", 1000, "steps between feature redraws"),
+             _int("redraw_interval", 1000, "steps between feature redraws (0: fixed)",
+                  minimum=0),
              _int("feature_seed", None, "None: the run seed", minimum=0, also=(None,))),
             summary="FAVOR+ random-feature attention (performer-pytorch)",
         ),
