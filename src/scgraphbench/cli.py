@@ -78,6 +78,10 @@ def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from scgraphbench.train.run import run
 
+    if a.family_module:
+        from scgraphbench.models.catalog import register_module
+
+        register_module(a.family_module)
     res = run(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
                        meta=a.meta, stop_after_epoch=a.stop_after_epoch,
                        reference_graph_path=a.reference_graph)
@@ -244,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prepared", required=True)
     s.add_argument("--graph", default=None)
     s.add_argument("--family", required=True)
+    s.add_argument("--family-module", default=None,
+                   help="the .py file or module defining a family outside the package")
     s.add_argument("--params", type=_json, default={})
     s.add_argument("--train", type=_json, default={})
     s.add_argument("--seed", type=int, default=0,

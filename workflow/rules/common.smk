@@ -51,8 +51,10 @@ def run_command_args(wc):
     run = find_run(wc)
     params, train = PLAN.run_settings(run)
     meta = {**run.as_dict(), "effective_seed": run.effective_seed}
+    family_module = (config["models"][run.model] or {}).get("module")
     return (f"--params '{as_json(params)}' --train '{as_json(train)}' "
-            f"--seed {run.effective_seed} --meta '{as_json(meta)}'")
+            f"--seed {run.effective_seed} --meta '{as_json(meta)}'"
+            + (f" --family-module {family_module}" if family_module else ""))
 
 
 # -- datasets (workflow/rules/data.smk) ---------------------------------------------------
