@@ -404,7 +404,7 @@ def decide(result: TestResult | None, p_adj: float, p_contra_adj: float) -> str:
     """The verdict of one comparison from its family-adjusted p-values.
 
     contradicted if p_contra_adj < alpha (this wins: a claimed size significantly missed);
-    else supported if p_adj < alpha; else inconclusive (NaN p, zero variance, included);
+    else supported if p_adj < alpha; else inconclusive (also for NaN p: zero variance);
     not testable when there is no result.
     """
     if result is None:
@@ -417,7 +417,7 @@ def decide(result: TestResult | None, p_adj: float, p_contra_adj: float) -> str:
     return INCONCLUSIVE
 
 
-def explain(result: TestResult | None, verdict: str, p_adj: float, p_contra_adj: float) -> str:
+def explain(result: TestResult | None, verdict: str, p_adj: float) -> str:
     """Why one comparison got its verdict, in a sentence for the claims table."""
     if result is None:
         return "fewer than 2 matched units with a finite value in both arms"
@@ -441,8 +441,8 @@ def explain(result: TestResult | None, verdict: str, p_adj: float, p_contra_adj:
         if verdict == SUPPORTED:
             tail = "" if size is None else f", not significantly short of the paper's {size}"
             return f"significant in the claimed direction (Holm p = {p_adj:.3g}){tail}"
-        text = (f"neither test significant after Holm; the smallest {unit} these {eff.n} "
-                f"units could detect at 80% power is {_fmt(result.mde, hyp)}")
+        text = (f"neither test significant after Holm; the smallest effect these {eff.n} "
+                f"units could detect at 80% power is {unit} = {_fmt(result.mde, hyp)}")
         if size is not None and hyp.sign * (
                 (math.log(result.mde) if hyp.kind == "ratio" else result.mde) - bound) > 0:
             text += f", beyond the paper's {size}: too few replicates for the claimed size"
@@ -455,7 +455,7 @@ def explain(result: TestResult | None, verdict: str, p_adj: float, p_contra_adj:
                 else f"not worse than B by {m} or more (Holm p = {p_adj:.3g})")
     if hyp.kind == "equivalence" and (
             hyp.sign * (eff.ci_low if hyp.sign > 0 else eff.ci_high) > hyp.margin):
-        return (f"A is better than B by more than the margin {m} (95% CI "
+        return (f"A is better than B by more than the margin {m} ({1 - alpha:.0%} CI "
                 f"[{_fmt(eff.ci_low, hyp)}, {_fmt(eff.ci_high, hyp)}]): not equivalent, "
                 f"but not worse either")
     what = "margin for equivalence" if hyp.kind == "equivalence" else "non-inferiority margin"
@@ -498,7 +498,7 @@ def evaluate_family(items: list[tuple[str, Any, Any, Hypothesis]]) -> list[dict[
             "m": m, "mde": res.mde if res else math.nan,
             "verdict": verdict,
             "rule": (res.rule if res else rule_text(hyp)) + f"; Holm over the family's m = {m}",
-            "reason": explain(res, verdict, p_adj[i], pc_adj[i]),
+            "reason": explain(res, verdict, p_adj[i]),
         })
     return rows
 
