@@ -524,3 +524,27 @@ def family_verdict(rows: list[dict[str, Any]]) -> str:
     if contradicted and not supported:
         return CONTRADICTED
     return INCONCLUSIVE
+
+
+FAMILY_RULE = ("supported if at least one comparison is supported and none contradicted, "
+               "contradicted if at least one is contradicted and none supported, "
+               "otherwise inconclusive (mixed families included)")
+
+
+@dataclass(frozen=True)
+class TwoSided:
+    """A descriptive two-sided paired comparison (the study tables' delta and p)."""
+
+    n: int
+    estimate: float
+    p_value: float
+
+
+def two_sided(a: Any, b: Any) -> TwoSided:
+    """Mean paired difference a - b and its two-sided paired t-test p; p is NaN with fewer
+    than two pairs or zero variance of the differences (never invented)."""
+    effect = paired_effect(a, b)
+    if effect.n < 2 or effect.zero_variance or not effect.se > 0:
+        return TwoSided(effect.n, effect.estimate, math.nan)
+    t = effect.estimate / effect.se
+    return TwoSided(effect.n, effect.estimate, float(2 * stats.t.sf(abs(t), effect.df)))

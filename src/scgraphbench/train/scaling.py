@@ -35,7 +35,9 @@ def measure_point(family: str, params: dict[str, Any], n_genes: int, batch_size:
     dev = resolve_device(device)
     ctx = ModelContext(task="annotation", n_genes=n_genes,
                        gene_names=[f"G{i}" for i in range(n_genes)], n_classes=n_classes,
-                       graph=uniform_random_graph(n_genes, n_genes * mean_degree // 2, seed=seed),
+                       graph=uniform_random_graph(
+                           n_genes, min(n_genes * mean_degree, n_genes * (n_genes - 1)) // 2,
+                           seed=seed),
                        seed=seed)
     model = build_family(family, ctx, params)  # the same factory as every run
     if get_spec(family).interface == "arrays":
