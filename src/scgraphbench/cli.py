@@ -113,7 +113,8 @@ def cmd_study(a: argparse.Namespace) -> None:
     from scgraphbench.io import read_json
     from scgraphbench.report.studies import run_study
 
-    run_study(a.name, a.runs, read_json(a.plan), a.table, a.figure, scaling_csv=a.scaling)
+    run_study(a.name, a.runs, read_json(a.plan) if a.plan else {}, a.table, a.figure,
+              scaling_csv=a.scaling)
 
 
 def cmd_claims(a: argparse.Namespace) -> None:
@@ -294,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="runs.csv -> one study's table (CSV, Markdown) and figure")
     s.add_argument("--name", required=True)
     s.add_argument("--runs", required=True, help="runs.csv written by aggregate")
-    s.add_argument("--plan", required=True, help="results/plan.json")
+    s.add_argument("--plan", default=None,
+                   help="results/plan.json: the comparisons to make (none: summaries only)")
     s.add_argument("--scaling", default=None, help="scaling.csv (the scaling study)")
     s.add_argument("--table", required=True)
     s.add_argument("--figure", required=True)
