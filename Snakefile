@@ -15,6 +15,20 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# every wildcard matches only what the plan declares (replicates and seeds are integers)
+wildcard_constraints:
+    dataset=names_pattern(PLAN.datasets),
+    model=names_pattern(PLAN.models),
+    graph=names_pattern([*PLAN.graphs, NO_GRAPH]),
+    setting=names_pattern({name for _, name in PLAN.settings}),
+    replicate=r"\d+",
+    seed=r"\d+",
+    db=names_pattern(config.get("databases") or {}),
+    backbone=names_pattern(config.get("backbones") or {}),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/backbones.smk"
 include: "workflow/rules/graphs.smk"

@@ -989,7 +989,7 @@ def test_backbones_smk_fetches_and_resolves_checkpoints(scgpt_ckpt, tmp_path):
 
 
 def test_attention_flops_follow_the_cost_formula(scgpt_ckpt):
-    from scgraphbench.train.cost import mixer_flops
+    from scgraphbench.train.cost import attention_flops as mixer_flops
 
     folder, _, _ = scgpt_ckpt
     n = len(DATASET_GENES)

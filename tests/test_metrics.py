@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from scgraphbench.data.gears import gears_subgroup
 from scgraphbench.evaluate.annotation import (
     annotation_scores,
     confusion_table,
@@ -13,20 +14,16 @@ from scgraphbench.evaluate.annotation import (
     leiden_clusters,
     per_class_scores,
 )
-from scgraphbench.evaluate.attention import (
-    attention_on_known_edges,
-    edge_mass,
-    random_graph_like,
-)
+from scgraphbench.evaluate.attention import attention_on_known_edges, edge_mass
 from scgraphbench.evaluate.perturbation import (
     METRICS,
     condition_means,
-    gears_subgroup,
     pearson,
     perturbation_scores,
     perturbation_table,
     summarise,
 )
+from scgraphbench.graphs.controls import random_graph_like
 
 # ---------------------------------------------------------------- annotation
 Y_TRUE = np.array([0, 0, 1, 1, 2])
@@ -245,26 +242,27 @@ def _ctx(n: int, graph: sp.csr_matrix | None = None):
 def test_attention_maps_from_dense_and_masked_families():
     import torch
 
-    from scgraphbench.evaluate.attention import attention_maps
-    from scgraphbench.models.registry import get_family
+    from scgraphbench.models.registry import build_family
 
     torch.manual_seed(0)
     n = 12
     chain = _graph([(i, i + 1) for i in range(n - 1)], n)
     x = torch.rand(5, n)
     pert = torch.zeros(5, n)
-    dense = get_family("transformer")(_ctx(n), d_model=8, n_layers=2, n_heads=2)
-    Wd = attention_maps(dense, {"x": x, "pert": pert}, n, chunk=2)
+    dense = build_family("transformer", _ctx(n), dict(d_model=8, n_layers=2, n_heads=2))
+    Wd = dense.attention_maps({"x": x, "pert": pert}, n, chunk=2)
     assert Wd.shape == (n, n)
     np.testing.assert_allclose(Wd.sum(1), 1.0, atol=1e-6)
     assert (Wd > 0).all()  # dense attention reaches every gene
 
-    masked = get_family("masked_attention")(_ctx(n, chain), d_model=8, n_layers=1, n_heads=2)
-    Wm = attention_maps(masked, {"x": x, "pert": pert}, n)
+    masked = build_family(
+        "masked_attention", _ctx(n, chain), dict(d_model=8, n_layers=1, n_heads=2)
+    )
+    Wm = masked.attention_maps({"x": x, "pert": pert}, n)
     np.testing.assert_allclose(Wm.sum(1), 1.0, atol=1e-6)
     allowed = (chain + chain.T).toarray() + np.eye(n) > 0
     assert np.abs(Wm[~allowed]).max() == 0.0  # nothing off the graph (CLS dropped)
     assert edge_mass(Wm, chain) == pytest.approx(1.0)
     # families without attention have no map
-    gcn = get_family("gnn_gcn")(_ctx(n, chain), d_model=8, n_layers=1)
-    assert attention_maps(gcn, {"x": x, "pert": pert}, n) is None
+    gcn = build_family("gnn_gcn", _ctx(n, chain), dict(d_model=8, n_layers=1))
+    assert gcn.attention_maps({"x": x, "pert": pert}, n) is None

@@ -22,7 +22,7 @@ from scgraphbench.models.patterns import (
     window_pattern,
 )
 from scgraphbench.models.performer import FastAttention, seeded_projection
-from scgraphbench.models.registry import ModelContext, get_family
+from scgraphbench.models.registry import ModelContext, build_family
 
 N_GENES = 24
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0}
@@ -81,7 +81,7 @@ def params_for(family: str, **extra) -> dict:
 
 def build(family: str, ctx: ModelContext, **extra) -> torch.nn.Module:
     torch.manual_seed(0)
-    return get_family(family)(ctx, **params_for(family, **extra))
+    return build_family(family, ctx, dict(**params_for(family, **extra)))
 
 
 # -- construction and the forward contract ----------------------------------------------
@@ -150,14 +150,16 @@ def test_auto_window_needs_a_graph_or_an_integer(family: str) -> None:
 )
 def test_bad_parameters_raise_scgb_errors(family: str, params: dict, field: str) -> None:
     with pytest.raises(ScgbError) as err:
-        get_family(family)(context(graph=random_graph()), **{**params_for(family), **params})
+        build_family(
+            family, context(graph=random_graph()), dict(**{**params_for(family), **params})
+        )
     assert err.value.field == field
     assert err.value.fix
 
 
 def test_unknown_parameter_error_lists_the_family_parameters() -> None:
     with pytest.raises(ScgbError) as err:
-        get_family("longformer")(context(), window=4, n_random=2)
+        build_family("longformer", context(), dict(window=4, n_random=2))
     assert "window" in err.value.fix and "n_random" not in err.value.fix
 
 
@@ -172,8 +174,13 @@ def mlp_widths(model: torch.nn.Module) -> list[int]:
 
 def test_mlp_hidden_widths() -> None:
     ctx = context()
-    assert mlp_widths(get_family("mlp")(ctx, hidden=64, n_layers=3, d_model=8)) == [64, 64, 64, 8]
-    assert mlp_widths(get_family("mlp")(ctx, hidden=[128, 32], d_model=8)) == [128, 32, 8]
+    assert mlp_widths(build_family("mlp", ctx, dict(hidden=64, n_layers=3, d_model=8))) == [
+        64,
+        64,
+        64,
+        8,
+    ]
+    assert mlp_widths(build_family("mlp", ctx, dict(hidden=[128, 32], d_model=8))) == [128, 32, 8]
 
 
 # -- value encodings --------------------------------------------------------------------
@@ -478,7 +485,7 @@ def test_every_torch_family_learns_marker_genes(family: str, extra: dict) -> Non
         if family != "longformer":
             params["n_random"] = 2
     torch.manual_seed(0)
-    model = get_family(family)(ctx, **params)
+    model = build_family(family, ctx, params)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -499,7 +506,7 @@ def test_rank_token_order_carries_only_positions() -> None:
     positional encoding every cell looks the same; with it, the ranking is visible."""
     import torch
 
-    from scgraphbench.models.registry import ModelContext, get_family
+    from scgraphbench.models.registry import ModelContext, build_family
 
     torch.manual_seed(0)
     ctx = ModelContext(
@@ -513,8 +520,8 @@ def test_rank_token_order_carries_only_positions() -> None:
     y = x.clone()
     y[0, [0, 1]] = y[0, [1, 0]]  # swap two genes' values: the ranking changes
     for positional, differs in ((False, False), (True, True)):
-        model = get_family("transformer")(
-            ctx, d_model=16, n_layers=1, n_heads=2, positional=positional
+        model = build_family(
+            "transformer", ctx, dict(d_model=16, n_layers=1, n_heads=2, positional=positional)
         ).eval()
         with torch.no_grad():
             a, b = model(x=x)["logits"], model(x=y)["logits"]

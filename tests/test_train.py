@@ -12,7 +12,7 @@ import torch
 from conftest import make_prepared_annotation
 from scgraphbench.cli import main
 from scgraphbench.errors import ScgbError
-from scgraphbench.train.cost import PeakMemory, mixer_flops
+from scgraphbench.train.cost import PeakMemory, attention_flops
 from scgraphbench.train.data import stratified_fraction
 from scgraphbench.train.run import run
 from scgraphbench.train.trainer import TrainConfig
@@ -74,9 +74,7 @@ def test_resume_after_kill_equals_uninterrupted(tiny_ann, tmp_path):
 def test_checkpoint_of_other_settings_is_not_resumed(tiny_ann, tmp_path):
     out = tmp_path / "run"
     _run(tiny_ann, out, stop_after_epoch=0)
-    other = run(
-        str(tiny_ann), None, "transformer", {**PARAMS, "dropout": 0.0}, TRAIN, 0, str(out)
-    )
+    other = run(str(tiny_ann), None, "transformer", {**PARAMS, "dropout": 0.0}, TRAIN, 0, str(out))
     assert other["resumed_from_epoch"] is None and other["epochs_run"] == 3
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: start afresh
     fresh = _run(tiny_ann, out)
@@ -203,9 +201,7 @@ def test_few_shot_fraction_is_stratified_and_seeded():
 
 
 def test_few_shot_run_trains_on_fewer_cells(tiny_ann, tmp_path):
-    m = run(
-        str(tiny_ann), None, "logreg", {}, {**TRAIN, "train_fraction": 0.25}, 0, str(tmp_path)
-    )
+    m = run(str(tiny_ann), None, "logreg", {}, {**TRAIN, "train_fraction": 0.25}, 0, str(tmp_path))
     full = make_prepared_annotation(n_cells=160, n_genes=16)
     n_train = int((full.obs["split"] == "train").sum())
     assert m["n_train"] < n_train / 2 and m["train"]["train_fraction"] == 0.25
@@ -224,29 +220,31 @@ def test_peak_memory_sees_an_allocation():
 def test_attention_flops_by_formula():
     import scipy.sparse as sp
 
-    from scgraphbench.models.registry import ModelContext, get_family
+    from scgraphbench.models.registry import ModelContext, build_family
 
     n, d, layers = 10, 8, 2
     ctx = ModelContext(
         task="annotation", n_genes=n, gene_names=[str(i) for i in range(n)], n_classes=2
     )
-    dense = get_family("transformer")(ctx, d_model=d, n_layers=layers, n_heads=2)
+    dense = build_family("transformer", ctx, dict(d_model=d, n_layers=layers, n_heads=2))
     L = n + 1  # CLS token
-    assert mixer_flops(dense, n) == layers * (8 * L * d * d + 4 * L * L * d)
+    assert attention_flops(dense, n) == layers * (8 * L * d * d + 4 * L * L * d)
     chain = sp.csr_matrix((np.ones(n - 1), (np.arange(n - 1), np.arange(1, n))), shape=(n, n))
     ctx.graph = chain
-    masked = get_family("masked_attention")(ctx, d_model=d, n_layers=layers, n_heads=2)
-    mixer = next(m for m in masked.modules() if hasattr(m, "qkv"))
-    E = int(getattr(mixer, "col", getattr(getattr(mixer, "graph", None), "col", None)).numel())
-    assert mixer_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)
-    assert mixer_flops(masked, n) < mixer_flops(dense, n)
-    assert mixer_flops(object(), n) is None
+    masked = build_family("masked_attention", ctx, dict(d_model=d, n_layers=layers, n_heads=2))
+    E = int(masked.mixers()[0].col.numel())
+    assert attention_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)
+    assert attention_flops(masked, n) < attention_flops(dense, n)
+    assert attention_flops(object(), n) is None  # not a torch family
+    assert attention_flops(build_family("logreg", ctx, {}), n) is None
 
-    class OwnLayers:  # a family built from other layers reports its own count
+    from scgraphbench.models.contract import FamilyModule
+
+    class OwnLayers(FamilyModule):  # a family built from other layers reports its own count
         def attention_flops(self, n_genes: int) -> int:
             return 7 * n_genes
 
-    assert mixer_flops(OwnLayers(), n) == 70
+    assert attention_flops(OwnLayers(), n) == 70
 
 
 def test_class_weights_by_hand():
@@ -262,8 +260,15 @@ def test_one_class_weight_setting_for_every_family(tiny_ann, tmp_path):
     from scgraphbench.models.registry import ModelContext, build_family
 
     def go(family, params, class_weight, out):
-        return run(str(tiny_ann), None, family, params,
-                   {**TRAIN, "class_weight": class_weight}, 0, str(tmp_path / out))
+        return run(
+            str(tiny_ann),
+            None,
+            family,
+            params,
+            {**TRAIN, "class_weight": class_weight},
+            0,
+            str(tmp_path / out),
+        )
 
     plain = go("transformer", PARAMS, None, "plain")
     weighted = go("transformer", PARAMS, "balanced", "w")

@@ -78,6 +78,10 @@ def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
 def cmd_train(a: argparse.Namespace) -> None:
     from scgraphbench.train.run import run
 
+    if a.family_module:
+        from scgraphbench.models.catalog import register_module
+
+        register_module(a.family_module)
     res = run(a.prepared, a.graph, a.family, a.params, a.train, a.seed, a.out_dir,
                        meta=a.meta, stop_after_epoch=a.stop_after_epoch,
                        reference_graph_path=a.reference_graph)
@@ -109,7 +113,8 @@ def cmd_study(a: argparse.Namespace) -> None:
     from scgraphbench.io import read_json
     from scgraphbench.report.studies import run_study
 
-    run_study(a.name, a.runs, read_json(a.plan), a.table, a.figure, scaling_csv=a.scaling)
+    run_study(a.name, a.runs, read_json(a.plan) if a.plan else {}, a.table, a.figure,
+              scaling_csv=a.scaling)
 
 
 def cmd_claims(a: argparse.Namespace) -> None:
@@ -244,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prepared", required=True)
     s.add_argument("--graph", default=None)
     s.add_argument("--family", required=True)
+    s.add_argument("--family-module", default=None,
+                   help="the .py file or module defining a family outside the package")
     s.add_argument("--params", type=_json, default={})
     s.add_argument("--train", type=_json, default={})
     s.add_argument("--seed", type=int, default=0,
@@ -288,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="runs.csv -> one study's table (CSV, Markdown) and figure")
     s.add_argument("--name", required=True)
     s.add_argument("--runs", required=True, help="runs.csv written by aggregate")
-    s.add_argument("--plan", required=True, help="results/plan.json")
+    s.add_argument("--plan", default=None,
+                   help="results/plan.json: the comparisons to make (none: summaries only)")
     s.add_argument("--scaling", default=None, help="scaling.csv (the scaling study)")
     s.add_argument("--table", required=True)
     s.add_argument("--figure", required=True)

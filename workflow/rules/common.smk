@@ -31,17 +31,6 @@ def names_pattern(names):
     return "|".join(re.escape(str(n)) for n in sorted(names)) or "(?!)"
 
 
-wildcard_constraints:
-    dataset=names_pattern(PLAN.datasets),
-    model=names_pattern(PLAN.models),
-    graph=names_pattern([*PLAN.graphs, NO_GRAPH]),
-    setting=names_pattern({name for _, name in PLAN.settings}),
-    replicate=r"\d+",
-    seed=r"\d+",
-    db=names_pattern(config.get("databases") or {}),
-    backbone=names_pattern(config.get("backbones") or {}),
-
-
 # -- runs (workflow/rules/train.smk) ------------------------------------------------------
 def find_run(wc):
     return PLAN.find_run(wc.dataset, wc.replicate, wc.model, wc.graph, wc.setting, wc.seed)
@@ -62,8 +51,10 @@ def run_command_args(wc):
     run = find_run(wc)
     params, train = PLAN.run_settings(run)
     meta = {**run.as_dict(), "effective_seed": run.effective_seed}
+    family_module = (config["models"][run.model] or {}).get("module")
     return (f"--params '{as_json(params)}' --train '{as_json(train)}' "
-            f"--seed {run.effective_seed} --meta '{as_json(meta)}'")
+            f"--seed {run.effective_seed} --meta '{as_json(meta)}'"
+            + (f" --family-module {family_module}" if family_module else ""))
 
 
 # -- datasets (workflow/rules/data.smk) ---------------------------------------------------
@@ -130,7 +121,7 @@ def graph_files(suffix):
 
 # -- backbones (workflow/rules/backbones.smk) ---------------------------------------------
 def backbone_input(wc):
-    """Train-rule input: the fetched checkpoint's manifest when the workflow downloads it."""
+    """Input of a train job: the fetched checkpoint's manifest when the workflow fetches one."""
     from scgraphbench.plan.build import CHECKPOINT_ROOT, model_backbone
 
     source = model_backbone(config, PLAN.models[wc.model])

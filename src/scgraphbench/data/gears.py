@@ -22,7 +22,16 @@ SUBGROUPS = ("combo_seen0", "combo_seen1", "combo_seen2", "unseen_single")
 
 def genes_of(condition: str) -> list[str]:
     """Perturbed genes of a GEARS condition: 'A+ctrl' -> [A], 'A+B' -> [A, B], 'ctrl' -> []."""
-    return [g for g in condition.split("+") if g != CTRL]
+    return [g for g in str(condition).split("+") if g and g != CTRL]
+
+
+def gears_subgroup(condition: str, seen_genes: set[str]) -> str:
+    """GEARS simulation-split subgroup of a held-out condition, given the genes whose
+    perturbations were seen in training: unseen_single or combo_seen0/1/2."""
+    genes = genes_of(condition)
+    if len(genes) <= 1:
+        return "unseen_single" if not set(genes) <= seen_genes else "seen_single"
+    return f"combo_seen{sum(g in seen_genes for g in genes)}"
 
 
 def is_single(condition: str) -> bool:

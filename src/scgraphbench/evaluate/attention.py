@@ -7,47 +7,15 @@ graph ``G``. Comparing that mass on a known graph with the mass on a random grap
 density says whether attention prefers known edges beyond chance; under uniform attention
 both masses equal the graph density.
 
-:func:`attention_maps` reads dense attention maps out of the attention families (the ones
-whose token mixers have ``qkv``/``n_heads``, graph-masked ones also ``crow``/``col``) by
-recomputing the softmax from each mixer's input, so the models need no special code path.
+The maps themselves come from the families (:meth:`FamilyModule.attention_maps`).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from scgraphbench.errors import ScgbError
-
-
-def _offdiag_binary(A: sp.spmatrix, symmetric: bool) -> sp.csr_matrix:
-    A = sp.csr_matrix(A, dtype=np.float32, copy=True)
-    A.data[:] = 1.0
-    if symmetric:
-        A = A.maximum(A.T).tocsr()
-    A.setdiag(0.0)
-    A.eliminate_zeros()
-    return A
-
-
-def random_graph_like(A: sp.spmatrix, seed: int = 0, symmetric: bool = True) -> sp.csr_matrix:
-    """A uniformly random graph on the same genes with as many off-diagonal edges as ``A``
-    (counted undirected when ``symmetric``): the matched-density control."""
-    A = _offdiag_binary(A, symmetric)
-    n = A.shape[0]
-    rng = np.random.default_rng(seed)
-    if symmetric:
-        iu = np.triu_indices(n, k=1)
-        m = int(sp.triu(A, k=1).nnz)
-        pick = rng.choice(len(iu[0]), size=m, replace=False)
-        R = sp.coo_matrix((np.ones(m, np.float32), (iu[0][pick], iu[1][pick])), shape=(n, n))
-        return sp.csr_matrix(R.maximum(R.T))
-    off = np.flatnonzero(~np.eye(n, dtype=bool).ravel())
-    pick = rng.choice(off, size=A.nnz, replace=False)
-    return sp.csr_matrix((np.ones(A.nnz, np.float32), (pick // n, pick % n)), shape=(n, n))
+from scgraphbench.graphs.controls import offdiag_binary, random_graph_like
 
 
 def edge_mass(attention: np.ndarray, graph: sp.spmatrix, symmetric: bool = True) -> float:
@@ -62,7 +30,7 @@ def edge_mass(attention: np.ndarray, graph: sp.spmatrix, symmetric: bool = True)
     total = W.sum()
     if total <= 0:
         return float("nan")
-    G = _offdiag_binary(graph, symmetric).tocoo()
+    G = offdiag_binary(graph, symmetric).tocoo()
     return float(W[G.row, G.col].sum() / total)
 
 
@@ -86,75 +54,6 @@ def attention_on_known_edges(
         "mass_known": mk,
         "mass_random": mr,
         "enrichment": mk / mr if mr > 0 else float("nan"),
-        "density_known": _offdiag_binary(known, symmetric).nnz / denom,
-        "density_random": _offdiag_binary(random, symmetric).nnz / denom,
+        "density_known": offdiag_binary(known, symmetric).nnz / denom,
+        "density_random": offdiag_binary(random, symmetric).nnz / denom,
     }
-
-
-def _attention_mixers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [
-        m
-        for m in model.modules()
-        if isinstance(getattr(m, "qkv", None), torch.nn.Linear) and hasattr(m, "n_heads")
-    ]
-
-
-def attention_maps(
-    model: torch.nn.Module, inputs: dict[str, torch.Tensor], n_genes: int, chunk: int = 4
-) -> np.ndarray | None:
-    """Mean gene x gene attention map over cells, heads and layers, or None when the model
-    has no attention mixers (GNNs, scikit-learn families).
-
-    For graph-masked mixers the softmax runs over each row's graph neighbours (self-loops
-    included), as their kernel does; diffusion on top of it is not part of the map. A CLS
-    token, when present, is dropped (rows and columns) and rows are renormalised.
-    """
-    mixers = _attention_mixers(model)
-    if not mixers:
-        return None
-    captured: list[tuple[torch.nn.Module, torch.Tensor]] = []
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args: captured.append((mod, args[0])))
-        for m in mixers
-    ]
-    n_cells = next(iter(inputs.values())).shape[0]
-    total = np.zeros((n_genes, n_genes))
-    count = 0
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, n_cells, chunk):
-                captured.clear()
-                model(**{k: v[start : start + chunk] for k, v in inputs.items()})
-                for mod, h in captured:
-                    total += _mixer_map(mod, h.float(), n_genes).sum(0)
-                    count += h.shape[0]
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if count == 0:
-        raise ScgbError(
-            "no cells to read attention from", field="attention", fix="pass at least one cell"
-        )
-    return total / count
-
-
-def _mixer_map(mod: torch.nn.Module, h: torch.Tensor, n_genes: int) -> np.ndarray:
-    """(B, L, d) mixer input -> (B, n_genes, n_genes) head-averaged attention."""
-    B, L, d = h.shape
-    H = mod.n_heads
-    qkv = mod.qkv(h).view(B, L, 3, H, d // H).permute(2, 0, 3, 1, 4)
-    q, k = qkv[0], qkv[1]
-    scores = q @ k.transpose(-1, -2) / math.sqrt(d // H)  # (B, H, L, L)
-    holder = mod if hasattr(mod, "crow") else getattr(mod, "graph", None)
-    if hasattr(holder, "crow") and hasattr(holder, "col"):
-        crow, col = holder.crow.cpu(), holder.col.cpu()
-        row = torch.repeat_interleave(torch.arange(len(crow) - 1), crow[1:] - crow[:-1])
-        mask = torch.zeros(L, L, dtype=torch.bool)
-        mask[row, col] = True
-        scores = scores.masked_fill(~mask.to(scores.device), -torch.inf)
-    W = torch.softmax(scores, dim=-1).mean(1)  # (B, L, L)
-    if L == n_genes + 1:  # CLS token at index 0
-        W = W[:, 1:, 1:]
-        W = W / W.sum(-1, keepdim=True).clamp_min(1e-12)
-    return W.cpu().double().numpy()

@@ -101,12 +101,3 @@ def summarise(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[str
             "n_perturbations": int(len(part)),
         }
     return overall, groups
-
-
-def gears_subgroup(condition: str, seen_genes: set[str]) -> str:
-    """GEARS simulation-split subgroup of a held-out condition, given the genes whose
-    perturbations were seen in training: unseen_single or combo_seen0/1/2."""
-    genes = [g for g in condition.split("+") if g != "ctrl"]
-    if len(genes) <= 1:
-        return "unseen_single" if not set(genes) <= seen_genes else "seen_single"
-    return f"combo_seen{sum(g in seen_genes for g in genes)}"

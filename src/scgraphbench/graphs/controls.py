@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 
-import igraph as ig
 import numpy as np
 import scipy.sparse as sp
 
@@ -24,6 +23,8 @@ def degree_preserving_random(base: sp.spmatrix, seed: int = 0) -> sp.csr_matrix:
     ``random.Random`` so the same seed gives the same graph and global state is untouched.
     Self-loops of the base are ignored (the caller adds them back if wanted).
     """
+    import igraph as ig  # imported here: every run imports this module for the probe
+
     A = sp.csr_matrix(base, dtype=np.float32)
     A.setdiag(0)
     A.eliminate_zeros()
@@ -47,3 +48,50 @@ def degree_preserving_random(base: sp.spmatrix, seed: int = 0) -> sp.csr_matrix:
     R = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
     R.sort_indices()
     return R
+
+
+def uniform_random_graph(n: int, n_edges: int, *, seed: int = 0, symmetric: bool = True
+                         ) -> sp.csr_matrix:
+    """A uniformly random simple graph on ``n`` genes with exactly ``n_edges`` edges
+    (undirected pairs when ``symmetric``, stored both ways), no self-loops: the control of
+    matched density, and the synthetic graph of cost measurements. Pairs are drawn by
+    rejection, so memory stays O(n_edges) at any n."""
+    pairs = n * (n - 1) // (2 if symmetric else 1)
+    if not 0 <= n_edges <= pairs:
+        raise ValueError(f"{n_edges} edges do not fit a simple graph on {n} nodes")
+    rng = np.random.default_rng(seed)
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n_edges:
+        need = n_edges - len(keys)
+        i = rng.integers(0, n, size=2 * need + 16)
+        j = rng.integers(0, n, size=2 * need + 16)
+        ok = i != j
+        i, j = i[ok], j[ok]
+        if symmetric:
+            i, j = np.minimum(i, j), np.maximum(i, j)
+        keys = np.unique(np.concatenate([keys, i * n + j]))
+        if len(keys) > n_edges:  # keep a random subset, not the smallest keys
+            keys = np.sort(rng.choice(keys, size=n_edges, replace=False))
+    rows, cols = keys // n, keys % n
+    if symmetric:
+        rows, cols = np.concatenate([rows, cols]), np.concatenate([cols, rows])
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
+
+
+def offdiag_binary(A: sp.spmatrix, symmetric: bool) -> sp.csr_matrix:
+    """Binary off-diagonal pattern of ``A`` (symmetrised when ``symmetric``)."""
+    A = sp.csr_matrix(A, dtype=np.float32, copy=True)
+    A.data[:] = 1.0
+    if symmetric:
+        A = A.maximum(A.T).tocsr()
+    A.setdiag(0.0)
+    A.eliminate_zeros()
+    return A
+
+
+def random_graph_like(A: sp.spmatrix, seed: int = 0, symmetric: bool = True) -> sp.csr_matrix:
+    """A uniformly random graph on the same genes with as many off-diagonal edges as ``A``
+    (counted undirected when ``symmetric``): the matched-density control."""
+    A = offdiag_binary(A, symmetric)
+    n_edges = int(sp.triu(A, k=1).nnz) if symmetric else int(A.nnz)
+    return uniform_random_graph(A.shape[0], n_edges, seed=seed, symmetric=symmetric)

@@ -42,13 +42,14 @@ from scgraphbench.models.backbones.geneformer_checkpoint import (
     require_geneformer_checkpoint,
 )
 from scgraphbench.models.backbones.vocabulary import match_genes
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
 FAMILY = "backbone_geneformer"
 
 
 @register(FAMILY)
-class GeneformerBackbone(nn.Module):
+class GeneformerBackbone(FamilyModule):
     """Geneformer fine-tuned for cell-type annotation.
 
     Params: ``checkpoint`` (folder, required), ``attention`` (dense | masked |

@@ -44,13 +44,14 @@ from scgraphbench.models.backbones.scgpt_modules import (
     ScGPTEncoderLayer,
 )
 from scgraphbench.models.backbones.vocabulary import match_genes
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
 FAMILY = "backbone_scgpt"
 
 
 @register(FAMILY)
-class ScGPTBackbone(nn.Module):
+class ScGPTBackbone(FamilyModule):
     """scGPT fine-tuned for cell-type annotation (CLS token -> ``cls_decoder``) or for
     perturbation (control cell + perturbed-gene flags -> expression of every gene).
 

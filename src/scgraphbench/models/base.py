@@ -28,20 +28,19 @@ token family sat on the class prior, test macro-F1 0.05-0.12, and a Transformer 
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.models.token_graph import with_global_nodes
 
-VALUE_ENCODINGS = ("continuous", "binned")
-POOLINGS = ("cls", "mean", "attention")
 LOG_EXPRESSION_MAX = 10.0  # log1p(normalize_total(1e4)) values stay below this in practice
 
 
@@ -104,6 +103,9 @@ class TokenMixer(nn.Module):
 
     ``dropout`` is the mixer's own dropout (on attention weights for attention mixers);
     ``graph`` the (L, L) attention/message graph for graph families, else None.
+
+    The typed probes: :meth:`flops` (forward FLOPs per cell at L tokens: 2 L x the elements
+    of the mixer's weight matrices, plus :meth:`core_flops`) and :meth:`attention_weights`.
     """
 
     def __init__(
@@ -118,6 +120,21 @@ class TokenMixer(nn.Module):
     ) -> None:
         super().__init__()
         self.use_cls = use_cls
+
+    def weight_elements(self) -> int:
+        return int(sum(p.numel() for p in self.parameters() if p.dim() == 2))
+
+    def core_flops(self, L: int) -> int:
+        """FLOPs per cell of the mixing itself, beyond the weight matrices."""
+        return 0
+
+    def flops(self, L: int) -> int:
+        return 2 * L * self.weight_elements() + self.core_flops(L)
+
+    def attention_weights(self, h: torch.Tensor) -> torch.Tensor | None:
+        """(B, H, L, L) attention weights of this mixer for its input ``h`` (B, L, d), or
+        None for mixers without attention weights (GNN convolutions)."""
+        return None
 
 
 class MultiHeadMixer(TokenMixer):
@@ -150,11 +167,28 @@ class MultiHeadMixer(TokenMixer):
         """(B, H, L, dh) x3 -> (B, H, L, dh)."""
         raise NotImplementedError
 
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) -> (3, B, H, L, d/H): q, k, v."""
+        B, L, d = x.shape
+        return self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, d = x.shape
-        qkv = self.qkv(x).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        qkv = self.heads(x)
         h = self.core(qkv[0], qkv[1], qkv[2])
         return self.out(h.transpose(1, 2).reshape(B, L, d))
+
+    def attention_mask(self, L: int, device: torch.device) -> torch.Tensor | None:
+        """(L, L) bool: the keys each query may attend to; None for full attention."""
+        return None
+
+    def attention_weights(self, h: torch.Tensor) -> torch.Tensor | None:
+        q, k, _ = self.heads(h)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        mask = self.attention_mask(h.shape[1], h.device)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -torch.inf)
+        return torch.softmax(scores, dim=-1)
 
 
 class Block(nn.Module):
@@ -177,47 +211,7 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
-_NOT_PARAMS = {"self", "ctx", "d_model", "n_heads", "dropout", "graph", "use_cls"}
-
-
-def init_params(cls: type) -> set[str]:
-    """Named keyword parameters of ``cls.__init__`` (the one ``cls`` resolves to)."""
-    return {
-        p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _NOT_PARAMS
-    }
-
-
-def mixer_params_of(mixer_cls: type) -> set[str]:
-    """Parameters a mixer accepts: mixers pass ``**params`` up to their bases, so the union
-    of the named parameters along its MRO."""
-    names: set[str] = set()
-    for klass in mixer_cls.__mro__:
-        if "__init__" in klass.__dict__ and klass not in (object, nn.Module):
-            names |= init_params(klass)
-    return names
-
-
-def check_choice(family: str, name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ScgbError(
-            f"{family}: {name} must be one of {list(choices)}, got {value!r}",
-            field=f"models.{family}.params.{name}",
-            fix=f"set {name} to one of {', '.join(map(str, choices))}",
-        )
-
-
-def check_positive(family: str, name: str, value: Any, minimum: float = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ScgbError(
-            f"{family}: {name} must be a number >= {minimum}, got {value!r}",
-            field=f"models.{family}.params.{name}",
-            fix=f"set {name} to a number >= {minimum}",
-        )
-
-
-class GeneTokenModel(nn.Module):
+class GeneTokenModel(FamilyModule):
     """Genes as tokens, a stack of pre-LN blocks built from ``mixer_cls``, a pooled cell
     embedding (CLS token or mean over genes), and a classification or perturbation head.
 
@@ -232,62 +226,31 @@ class GeneTokenModel(nn.Module):
     multiple (4), ``value_encoding`` continuous|binned (continuous), ``n_bins`` for binned
     (51), ``positional`` sinusoidal encoding of the dataset's gene order (false), ``pooling``
     cls|mean|attention (None: the family's ``default_pooling``); plus the mixer's own
-    parameters. Unknown parameters raise :class:`ScgbError`.
+    parameters. The catalog declares, checks and completes them before construction.
     """
 
     mixer_cls: type[TokenMixer] = TokenMixer
-    needs_graph = False
     default_pooling = "cls"
     family = "gene_token_model"
 
     def __init__(
         self,
         ctx: ModelContext,
-        d_model: int = 32,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        dropout: float = 0.1,
-        attn_dropout: float = 0.0,
-        ff_mult: int = 4,
-        value_encoding: str = "continuous",
-        n_bins: int = 51,
-        positional: bool = False,
-        pooling: str | None = None,
+        *,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+        attn_dropout: float,
+        ff_mult: int,
+        value_encoding: str,
+        n_bins: int,
+        positional: bool,
+        pooling: str | None,
         **mixer_params: Any,
     ) -> None:
         super().__init__()
-        fam = self.family
-        unknown = sorted(set(mixer_params) - mixer_params_of(self.mixer_cls))
-        if unknown:
-            known = sorted(
-                init_params(type(self))
-                | init_params(GeneTokenModel)
-                | mixer_params_of(self.mixer_cls)
-            )
-            raise ScgbError(
-                f"{fam}: unknown parameter(s) {unknown}",
-                field=f"models.{fam}.params",
-                fix=f"use only: {', '.join(known)}",
-            )
         pooling = self.default_pooling if pooling is None else pooling
-        check_choice(fam, "value_encoding", value_encoding, VALUE_ENCODINGS)
-        check_choice(fam, "pooling", pooling, POOLINGS)
-        check_choice(fam, "positional", positional, (True, False))
-        for name, value in (
-            ("d_model", d_model),
-            ("n_layers", n_layers),
-            ("n_heads", n_heads),
-            ("ff_mult", ff_mult),
-            ("n_bins", n_bins),
-        ):
-            check_positive(fam, name, value, 3 if name == "n_bins" else 1)
-        for name, value in (("dropout", dropout), ("attn_dropout", attn_dropout)):
-            if not 0.0 <= value < 1.0:
-                raise ScgbError(
-                    f"{fam}: {name} must be in [0, 1), got {value}",
-                    field=f"models.{fam}.params.{name}",
-                    fix=f"set {name} in [0, 1)",
-                )
         self.ctx, self.task, self.pooling = ctx, ctx.task, pooling
         self.use_cls = pooling == "cls"
         self.d_model = d_model
@@ -339,7 +302,7 @@ class GeneTokenModel(nn.Module):
     def attention_graph(self, ctx: ModelContext) -> sp.csr_matrix | None:
         """The (L, L) graph the mixers work on (a CLS row/column first when pooling is cls):
         the gene graph for graph families, None for dense ones. Pattern families override."""
-        if not self.needs_graph:
+        if not self.spec.needs_graph:
             return None
         if ctx.graph is None:
             raise ScgbError(
@@ -392,6 +355,44 @@ class GeneTokenModel(nn.Module):
             return genes.mean(1)
         index = torch.zeros(genes.shape[1], dtype=torch.long, device=genes.device)
         return self.attention_pool(genes, index=index, dim_size=1, dim=-2).squeeze(-2)
+
+    def mixers(self) -> list[TokenMixer]:
+        return [block.mixer for block in self.blocks]
+
+    def attention_flops(self, n_genes: int) -> int:
+        L = n_genes + (1 if self.use_cls else 0)
+        return int(sum(m.flops(L) for m in self.mixers()))
+
+    def attention_maps(self, inputs: dict[str, torch.Tensor], n_genes: int, chunk: int = 4
+                       ) -> np.ndarray | None:
+        """Mean gene x gene attention over cells, heads and layers, recomputed from each
+        mixer's input (a CLS token is dropped and rows renormalised); None when no mixer
+        has attention weights."""
+        captured: list[tuple[TokenMixer, torch.Tensor]] = []
+        hooks = [m.register_forward_pre_hook(lambda mod, args: captured.append((mod, args[0])))
+                 for m in self.mixers()]
+        n_cells = next(iter(inputs.values())).shape[0]
+        total, count = np.zeros((n_genes, n_genes)), 0
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, n_cells, chunk):
+                    captured.clear()
+                    self(**{k: v[start : start + chunk] for k, v in inputs.items()})
+                    for mod, h in captured:
+                        W = mod.attention_weights(h.float())
+                        if W is None:
+                            continue
+                        W = W.mean(1)  # over heads: (B, L, L)
+                        if W.shape[-1] == n_genes + 1:  # CLS first
+                            W = W[:, 1:, 1:]
+                            W = W / W.sum(-1, keepdim=True).clamp_min(1e-12)
+                        total += W.sum(0).cpu().double().numpy()
+                        count += W.shape[0]
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return total / count if count else None
 
     def forward(self, x: torch.Tensor, pert: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         h = self.encode(x, pert)

@@ -280,7 +280,8 @@ BUILTIN: dict[str, FamilySpec] = {
         _token_family(
             "performer", _PKG + "performer", "efficient", "none",
             (_int("n_features", 64, "FAVOR+ random features"),
-             _int("redraw_interval", 1000, "steps between feature redraws"),
+             _int("redraw_interval", 1000, "steps between feature redraws (0: fixed)",
+                  minimum=0),
              _int("feature_seed", None, "None: the run seed", minimum=0, also=(None,))),
             summary="FAVOR+ random-feature attention (performer-pytorch)",
         ),
@@ -366,14 +367,17 @@ def _load_plugin(module: str) -> FamilySpec:
     return family
 
 
-def register_module(module: str) -> FamilySpec:
-    """Make the family a module outside the package defines known (config ``module:``)."""
-    family = _load_plugin(module)
+def add_plugin(family: FamilySpec) -> FamilySpec:
     if family.name in BUILTIN:
-        raise ScgbError(f"family '{family.name}' is a built-in family", path=module,
+        raise ScgbError(f"family '{family.name}' is a built-in family", path=family.module,
                         field="FAMILY.name", fix="give your family another name")
     _PLUGINS[family.name] = family
     return family
+
+
+def register_module(module: str) -> FamilySpec:
+    """Make the family a module outside the package defines known (config ``module:``)."""
+    return add_plugin(_load_plugin(module))
 
 
 def families() -> dict[str, FamilySpec]:

@@ -1,4 +1,4 @@
-"""Graph attention families on the gene graph: masked attention (neighbours only) and
+"""Graph attention families on the gene graph: masked attention (neighbours only), and
 GenoHoption's diffusion attention (neighbour attention then K steps of PPR or heat
 diffusion inside the layer), all through the sparse kernel."""
 
@@ -19,9 +19,10 @@ class GraphAttention(MultiHeadMixer):
     diffusion: str | None = None
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, ctx: ModelContext,
-                 graph: sp.csr_matrix | None, alpha: float = 0.25, t: float = 5.0,
-                 steps: int = 6, normalise_heat: bool = False, checkpoint: bool = False,
+                 graph: sp.csr_matrix | None, *, alpha: float = 0.25, t: float = 5.0,
+                 steps: int = 0, normalise_heat: bool = False, checkpoint: bool = False,
                  **params: Any) -> None:
+        # masked attention declares no diffusion parameters: these values are then unused
         super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
         self.gene_graph = GraphBuffers(CSRGraph.from_scipy(graph, add_self_loops=True))
         self.alpha, self.t, self.steps = alpha, t, steps
@@ -30,6 +31,17 @@ class GraphAttention(MultiHeadMixer):
     @property
     def graph(self) -> CSRGraph:
         return self.gene_graph.graph
+
+    def core_flops(self, L: int) -> int:
+        """Scores on edges and the weighted sum (4 E d), + 2 E d per diffusion step."""
+        steps = self.steps if self.diffusion else 0
+        return (4 + 2 * steps) * self.graph.n_edges * self.qkv.in_features
+
+    def attention_mask(self, L: int, device: torch.device) -> torch.Tensor:
+        mask = torch.zeros(L, L, dtype=torch.bool, device=device)
+        graph = self.graph
+        mask[graph.row.to(device), graph.col.to(device)] = True
+        return mask
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return graph_attention(q, k, v, self.graph, diffusion=self.diffusion, alpha=self.alpha,
@@ -51,16 +63,17 @@ class MaskedAttentionModel(GeneTokenModel):
     """Attention restricted to graph neighbours (scTransformer / scrna_longformer kNN mask)."""
 
     mixer_cls = GraphAttention
-    needs_graph = True
 
 
 @register("genohoption_ppr")
 class GenoHoptionPPR(GeneTokenModel):
+    """GenoHoption: neighbour attention, then K steps of personalised-PageRank diffusion."""
+
     mixer_cls = PPRAttention
-    needs_graph = True
 
 
 @register("genohoption_heat")
 class GenoHoptionHeat(GeneTokenModel):
+    """GenoHoption: neighbour attention, then the truncated heat-kernel series."""
+
     mixer_cls = HeatAttention
-    needs_graph = True

@@ -46,6 +46,8 @@ class GNNMixer(TokenMixer):
     cls: a virtual node linked to every gene)."""
 
     conv_cls: type = GCNConv
+    self_loops = False  # the conv adds a self-loop per node (counted in the FLOPs)
+    conv_heads = 1  # heads whose outputs are concatenated (GAT)
 
     def __init__(
         self,
@@ -63,12 +65,18 @@ class GNNMixer(TokenMixer):
     def make_conv(self, d_model: int, n_heads: int, dropout: float) -> torch.nn.Module:
         return self.conv_cls(d_model, d_model)
 
+    def core_flops(self, L: int) -> int:
+        """One sparse aggregation, 2 E d (GCN adds L self-loop edges)."""
+        E = int(self.edge_index.shape[1]) + (L if self.self_loops else 0)
+        return 2 * E * int(self.conv.out_channels) * self.conv_heads
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x, self.edge_index)
 
 
 class GCNMixer(GNNMixer):
     conv_cls = GCNConv
+    self_loops = True
 
 
 class SAGEMixer(GNNMixer):
@@ -92,6 +100,7 @@ class GATMixer(GNNMixer):
                 field="models.gnn_gat.params.n_heads",
                 fix="pick n_heads dividing d_model",
             )
+        self.conv_heads = n_heads
         return GATConv(d_model, d_model // n_heads, heads=n_heads, dropout=dropout)
 
     def union_edge_index(self, copies: int, n_nodes: int) -> torch.Tensor:
@@ -115,7 +124,6 @@ class GCN(GeneTokenModel):
     """GCN (Kipf & Welling) blocks on the gene graph."""
 
     mixer_cls = GCNMixer
-    needs_graph = True
     default_pooling = "attention"
 
 
@@ -124,7 +132,6 @@ class GraphSAGE(GeneTokenModel):
     """GraphSAGE (mean aggregation) blocks on the gene graph."""
 
     mixer_cls = SAGEMixer
-    needs_graph = True
     default_pooling = "attention"
 
 
@@ -133,5 +140,4 @@ class GAT(GeneTokenModel):
     """GAT blocks on the gene graph (``n_heads`` heads, ``attn_dropout`` on coefficients)."""
 
     mixer_cls = GATMixer
-    needs_graph = True
     default_pooling = "attention"

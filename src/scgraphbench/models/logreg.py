@@ -7,11 +7,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from scgraphbench.models.contract import ArrayEstimator
 from scgraphbench.models.registry import ModelContext, register
 
 
 @register("logreg")
-class LogReg:
+class LogReg(ArrayEstimator):
     """StandardScaler (fit on training cells) + LogisticRegression."""
 
     def __init__(self, ctx: ModelContext, *, C: float, max_iter: int) -> None:

@@ -8,13 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from scgraphbench.errors import ScgbError
-from scgraphbench.models.base import check_positive
+from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
 
 @register("mlp")
-class MLP(nn.Module):
+class MLP(FamilyModule):
     """x (B, n_genes) -> [Linear(width), GELU, Dropout] per hidden layer -> Linear(d_model) =
     the cell embedding -> head. ``hidden``: one width for ``n_layers`` layers, or a list of
     widths (then ``n_layers`` is not used).
@@ -24,35 +23,11 @@ class MLP(nn.Module):
     ``pred = x + Linear(GELU(embedding))`` (one change per gene), as the token families.
     """
 
-    needs_graph = False
-
-    def __init__(
-        self,
-        ctx: ModelContext,
-        d_model: int = 32,
-        hidden: int | list[int] = 256,
-        n_layers: int = 2,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, ctx: ModelContext, *, d_model: int, hidden: int | list[int],
+                 n_layers: int, dropout: float) -> None:
         super().__init__()
-        check_positive("mlp", "d_model", d_model, 1)
-        check_positive("mlp", "n_layers", n_layers, 1)
         # an int is one width for n_layers hidden layers; a list gives each layer's width
         widths = [hidden] * n_layers if not isinstance(hidden, list | tuple) else list(hidden)
-        if not widths:
-            raise ScgbError(
-                "mlp: hidden is an empty list",
-                field="models.mlp.params.hidden",
-                fix="give at least one width, e.g. hidden: [256]",
-            )
-        for width in widths:
-            check_positive("mlp", "hidden", width, 1)
-        if not 0.0 <= dropout < 1.0:
-            raise ScgbError(
-                f"mlp: dropout must be in [0, 1), got {dropout}",
-                field="models.mlp.params.dropout",
-                fix="set dropout in [0, 1)",
-            )
         self.task = ctx.task
         n_in = ctx.n_genes * (2 if ctx.task == "perturbation" else 1)
         layers: list[nn.Module] = []

@@ -17,12 +17,13 @@ import scipy.sparse as sp
 import torch
 
 from scgraphbench.errors import ScgbError
-from scgraphbench.models.base import GeneTokenModel, MultiHeadMixer, check_positive
+from scgraphbench.models.base import GeneTokenModel, MultiHeadMixer
 from scgraphbench.models.registry import ModelContext, register
 
 with warnings.catch_warnings():  # performer_pytorch 1.1.4 compares versions with distutils
     warnings.simplefilter("ignore", DeprecationWarning)
     from performer_pytorch import FastAttention
+    from performer_pytorch.performer_pytorch import softmax_kernel
 
 
 def seeded_projection(attn: FastAttention, seed: int) -> torch.Tensor:
@@ -44,14 +45,13 @@ class FavorAttention(MultiHeadMixer):
         dropout: float,
         ctx: ModelContext,
         graph: sp.csr_matrix | None,
-        n_features: int = 64,
-        redraw_interval: int = 1000,
-        feature_seed: int | None = None,
+        *,
+        n_features: int,
+        redraw_interval: int,
+        feature_seed: int | None,
         **params: Any,
     ) -> None:
         super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
-        check_positive("performer", "n_features", n_features, 1)
-        check_positive("performer", "redraw_interval", redraw_interval, 0)
         if dropout:
             raise ScgbError(
                 "performer: FAVOR+ never forms the attention matrix, so attn_dropout "
@@ -60,8 +60,8 @@ class FavorAttention(MultiHeadMixer):
                 fix="set attn_dropout to 0 for performer (dropout still applies)",
             )
         self.fast = FastAttention(d_model // n_heads, nb_features=int(n_features))
-        if feature_seed is None:  # drawn from the run's seeded generator: reproducible per run
-            feature_seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        if feature_seed is None:  # the run's seed: reproducible per run
+            feature_seed = ctx.seed
         self.redraw_interval = int(redraw_interval)
         # persistent, so that a checkpoint resumes with the same features and redraw schedule
         self.register_buffer("feature_seed", torch.tensor(int(feature_seed), dtype=torch.long))
@@ -73,6 +73,22 @@ class FavorAttention(MultiHeadMixer):
         proj = seeded_projection(self.fast, int(self.feature_seed) * 1_000_003 + int(self.draws))
         self.fast.projection_matrix.copy_(proj.to(self.fast.projection_matrix.device))
         self.draws += 1
+
+    def flops(self, L: int) -> int:
+        """Projections 2 L x weights, random features of q and k 2*2*L*m*d, then K'^T V
+        and Q'(K'^T V) 2*2*L*m*d (d = all heads together)."""
+        m, d = self.fast.nb_features, self.qkv.in_features
+        return 2 * L * self.weight_elements() + 8 * L * m * d
+
+    def attention_weights(self, h: torch.Tensor) -> torch.Tensor:
+        """The attention FAVOR+ implies: D^-1 phi(q) phi(k)^T with the current features
+        (never formed in training; formed here for the probe only)."""
+        q, k, _ = self.heads(h)
+        proj = self.fast.projection_matrix
+        qf = softmax_kernel(q, projection_matrix=proj, is_query=True, device=q.device)
+        kf = softmax_kernel(k, projection_matrix=proj, is_query=False, device=k.device)
+        A = qf @ kf.transpose(-1, -2)
+        return A / A.sum(-1, keepdim=True).clamp_min(1e-12)
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.training and self.redraw_interval:
@@ -86,18 +102,6 @@ class FavorAttention(MultiHeadMixer):
 class Performer(GeneTokenModel):
     """Genes as tokens with FAVOR+ attention: ``n_features`` random features (default 64),
     ``redraw_interval`` (training steps between redraws; 0 = fixed features),
-    ``feature_seed`` (None: drawn from the run's seeded generator)."""
+    ``feature_seed`` (None: the run's seed)."""
 
     mixer_cls = FavorAttention
-
-    def attention_flops(self, n_genes: int) -> int:
-        """Forward FLOPs per cell of the mixers: projections 2*L*weights, random features of
-        q and k 2*2*L*m*d, then K'^T V and Q'(K'^T V) 2*2*L*m*d (d = all heads together)."""
-        L = n_genes + (1 if self.use_cls else 0)
-        total = 0
-        for block in self.blocks:
-            mix = block.mixer
-            weights = sum(p.numel() for p in mix.parameters() if p.dim() == 2)
-            m, d = mix.fast.nb_features, self.d_model
-            total += 2 * L * weights + 8 * L * m * d
-        return int(total)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.models.contract import ArrayEstimator
 from scgraphbench.models.registry import ModelContext, register
 
 
-class _MeanPredictor:
+class _MeanPredictor(ArrayEstimator):
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
         self.mean_: np.ndarray | None = None

@@ -34,8 +34,13 @@ class ModelContext:
     class_weight: str | None = None  # "balanced" or None: one setting for every family
 
 
-def register(name: str) -> Callable[[type], type]:
-    """Bind a class to a family name the catalog declares."""
+def register(name: str | FamilySpec) -> Callable[[type], type]:
+    """Bind a class to a family the catalog declares (its name), or to the ``FamilySpec``
+    a module outside the package declares for itself."""
+    if isinstance(name, FamilySpec):
+        from scgraphbench.models.catalog import add_plugin
+
+        name = add_plugin(name).name
 
     def deco(cls: type) -> type:
         if name in _REGISTRY and _REGISTRY[name] is not cls:

@@ -17,6 +17,9 @@ class DenseAttention(MultiHeadMixer):
         p = self.dropout if self.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
 
+    def core_flops(self, L: int) -> int:
+        return 4 * L * L * self.qkv.in_features  # q k^T and (weights) v
+
 
 @register("transformer")
 class Transformer(GeneTokenModel):

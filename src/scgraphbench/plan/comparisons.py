@@ -116,9 +116,12 @@ def declare_comparisons(plan: Any) -> list[Comparison]:
     def claim(id_: str, claim_: str, source: str, task: str, metric: str, a: Arm, b: Arm,
               hyp: dict[str, Any], paper: str = "", table: str = "claims",
               datasets: tuple[str, ...] | None = None, family: str | None = None) -> None:
-        out.append(Comparison(id_, table, family or id_, claim_, source, task,
-                              datasets if datasets is not None else on_task(task), metric,
-                              a, b, {"alpha": float(rep.get("alpha", 0.05)), **hyp}, paper))
+        datasets = datasets if datasets is not None else on_task(task)
+        if not datasets:  # no dataset of the claim's task: nothing to claim about
+            return
+        out.append(Comparison(id_, table, family or id_, claim_, source, task, datasets,
+                              metric, a, b, {"alpha": float(rep.get("alpha", 0.05)), **hyp},
+                              paper))
 
     gnn = Arm("best GNN on a prior graph", pairs("annotation", groups=("gnn",)))
     tf = base_arm("annotation")

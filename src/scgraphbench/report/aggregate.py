@@ -53,12 +53,12 @@ def load_runs(paths: list[str], plan: dict[str, Any] | None = None) -> pd.DataFr
     if "collapsed" not in runs:
         runs["collapsed"] = False
     runs["collapsed"] = runs["collapsed"].fillna(False).astype(bool)
-    _label_settings(runs, plan)
+    label_runs(runs, plan)
     first = [c for c in LABELS if c in runs]
     return runs[first + [c for c in runs.columns if c not in first]].sort_values(first)
 
 
-def _label_settings(runs: pd.DataFrame, plan: dict[str, Any] | None) -> None:
+def label_runs(runs: pd.DataFrame, plan: dict[str, Any] | None) -> None:
     """setting_study, setting_key, setting_value, graph_kind: from the plan (never parsed
     from names); runs outside any plan count as the main study's default."""
     settings = (plan or {}).get("settings", {})

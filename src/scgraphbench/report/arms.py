@@ -25,8 +25,9 @@ UNIT = ["dataset", "replicate"]
 
 def usable(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(runs that trained, how many collapsed ones were left out)."""
-    collapsed = runs["collapsed"].astype(bool) if "collapsed" in runs else pd.Series(False,
-                                                                                  runs.index)
+    if "collapsed" not in runs:
+        return runs, 0
+    collapsed = runs["collapsed"].astype(bool)
     return runs[~collapsed], int(collapsed.sum())
 
 
@@ -47,44 +48,71 @@ def main_settings(runs: pd.DataFrame, tuned: bool) -> pd.DataFrame:
 class ArmValues:
     """An arm resolved on the runs: test metric per unit, and what was chosen."""
 
-    values: pd.Series  # (dataset, replicate) -> mean over seeds of the metric
+    values: dict[tuple[str, int], float]  # (dataset, replicate) -> mean over seeds
     chosen: dict[str, str] = field(default_factory=dict)  # dataset -> "model · graph"
-    excluded: int = 0  # collapsed runs left out
+
+    def mean(self) -> float:
+        return float(np.mean(list(self.values.values()))) if self.values else float("nan")
 
 
-def unit_means(runs: pd.DataFrame, model: str, graph: str, metric: str) -> pd.Series:
-    sel = runs[(runs["model"] == model) & (runs["graph"] == graph)]
-    if metric not in sel or sel.empty:
-        return pd.Series(dtype=float)
-    return sel.groupby(UNIT)[metric].mean().dropna()
+class Units:
+    """Per-unit means of a runs table, computed once and looked up per arm."""
 
+    def __init__(self, runs: pd.DataFrame) -> None:
+        self.runs = runs
+        self._means: dict[str, dict[tuple, tuple[dict[tuple[str, int], float], float]]] = {}
 
-def resolve_arm(runs: pd.DataFrame, arm: Arm, metric: str, datasets: tuple[str, ...]
-                ) -> ArmValues:
-    """The arm's test metric per unit over ``datasets`` (``runs``: the main comparison's
-    runs of usable models, see :func:`main_settings` and :func:`usable`)."""
-    sel = runs[runs["dataset"].isin(datasets)]
-    parts, chosen = [], {}
-    for dataset in datasets:
-        here = sel[sel["dataset"] == dataset]
-        best, best_val = None, -np.inf
-        for model, graph in arm.candidates:
-            cand = here[(here["model"] == model) & (here["graph"] == graph)]
-            if cand.empty or metric not in cand or cand[metric].isna().all():
+    def _groups(self, metric: str) -> dict[tuple, tuple[dict[tuple[str, int], float], float]]:
+        """(dataset, model, graph) -> ({(dataset, replicate): metric}, mean val score)."""
+        if metric not in self._means:
+            groups: dict[tuple, tuple[dict, float]] = {}
+            if metric in self.runs and not self.runs.empty:
+                cols = list(dict.fromkeys([metric, VAL] if VAL in self.runs else [metric]))
+                means = self.runs.groupby(["dataset", "model", "graph", "replicate"])[
+                    cols].mean()
+                val = means[VAL] if VAL in means else pd.Series(-np.inf, index=means.index)
+                for (d, m, g, r), v, sv in zip(means.index, means[metric], val, strict=True):
+                    values, vals = groups.setdefault((d, m, g), ({}, []))
+                    if np.isfinite(v):
+                        values[(d, int(r))] = float(v)
+                    vals.append(sv)
+                groups = {k: (v, float(np.mean(sv))) for k, (v, sv) in groups.items()}
+            self._means[metric] = groups
+        return self._means[metric]
+
+    def values(self, dataset: str, model: str, graph: str, metric: str
+               ) -> dict[tuple[str, int], float]:
+        """(dataset, replicate) -> metric of one (model, graph), NaNs left out."""
+        return self._groups(metric).get((dataset, model, graph), ({}, -np.inf))[0]
+
+    def validation(self, dataset: str, model: str, graph: str, metric: str) -> float:
+        return self._groups(metric).get((dataset, model, graph), ({}, -np.inf))[1]
+
+    def resolve(self, arm: Arm, metric: str, datasets: tuple[str, ...]) -> ArmValues:
+        """The arm's test metric per unit over ``datasets``; with several candidates, the
+        one with the best mean validation score per dataset."""
+        values: dict[tuple[str, int], float] = {}
+        chosen = {}
+        for dataset in datasets:
+            best, best_val, best_vals = None, -np.inf, {}
+            for model, graph in arm.candidates:
+                vals = self.values(dataset, model, graph, metric)
+                if not vals:
+                    continue
+                val = (self.validation(dataset, model, graph, metric)
+                       if len(arm.candidates) > 1 else 0.0)
+                if best is None or val > best_val:
+                    best, best_val, best_vals = (model, graph), val, vals
+            if best is None:
                 continue
-            val = cand[VAL].mean() if len(arm.candidates) > 1 else 0.0
-            if best is None or val > best_val:
-                best, best_val = (model, graph), val
-        if best is None:
-            continue
-        chosen[dataset] = best[0] if best[1] == "none" else f"{best[0]} · {best[1]}"
-        parts.append(unit_means(here, *best, metric))
-    values = pd.concat(parts) if parts else pd.Series(dtype=float)
-    return ArmValues(values, chosen)
+            chosen[dataset] = best[0] if best[1] == "none" else f"{best[0]} · {best[1]}"
+            values.update(best_vals)
+        return ArmValues(values, chosen)
 
 
-def paired(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
-    """The two arms' values on the units both have, in the same order."""
-    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    return (joined["a"].to_numpy(float), joined["b"].to_numpy(float),
-            [tuple(i) for i in joined.index])
+def paired(a: dict[tuple, float], b: dict[tuple, float]
+           ) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """The two arms' values on the units both have, in the same (sorted) order."""
+    units = sorted(set(a) & set(b))
+    return (np.array([a[u] for u in units], dtype=float),
+            np.array([b[u] for u in units], dtype=float), units)

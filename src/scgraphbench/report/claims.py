@@ -20,13 +20,14 @@ import pandas as pd
 from scgraphbench.io import read_json, write_table
 from scgraphbench.plan.comparisons import Comparison, comparison_from_dict
 from scgraphbench.report import inference
-from scgraphbench.report.arms import main_settings, paired, resolve_arm, usable
+from scgraphbench.report.arms import Units, main_settings, paired, usable
 from scgraphbench.report.studies import tuned
 
 CLAIM_TABLES = ("claims", "engine_check")
 COLUMNS = ["claim", "comparison", "source", "task", "metric", "arm_a", "arm_b", "chosen_a",
            "chosen_b", "n_pairs", "estimate", "ci_low", "ci_high", "paper_value", "p_raw",
-           "p_adj", "m", "mde", "verdict", "rule", "excluded_collapsed", "table", "family"]
+           "p_adj", "m", "mde", "verdict", "reason", "rule", "excluded_collapsed", "table",
+           "family"]
 
 
 def hypothesis(c: Comparison) -> inference.Hypothesis:
@@ -40,24 +41,25 @@ def hypothesis(c: Comparison) -> inference.Hypothesis:
 
 def compute_claims(runs: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
     pool = main_settings(runs, tuned(plan))
-    good, _ = usable(pool)
+    units = Units(usable(pool)[0])
+    collapsed = pool[pool["collapsed"].astype(bool)] if "collapsed" in pool else pool.iloc[:0]
     comparisons = [comparison_from_dict(c) for c in plan.get("comparisons", [])
                    if c["table"] in CLAIM_TABLES]
     families: dict[str, list[tuple[Comparison, dict[str, Any]]]] = {}
     items: dict[str, list] = {}
     for c in comparisons:
-        here = pool[pool["dataset"].isin(c.datasets)]
-        a = resolve_arm(good, c.a, c.metric, c.datasets)
-        b = resolve_arm(good, c.b, c.metric, c.datasets)
-        x, y, units = paired(a.values, b.values)
-        excluded = int(here[here["collapsed"].astype(bool) & _in_arms(here, c)].shape[0])
+        a = units.resolve(c.a, c.metric, c.datasets)
+        b = units.resolve(c.b, c.metric, c.datasets)
+        x, y, pairs = paired(a.values, b.values)
+        here = collapsed[collapsed["dataset"].isin(c.datasets)]
+        excluded = int(_in_arms(here, c).sum())
         info = {"claim": c.claim, "comparison": c.id, "source": c.source, "task": c.task,
                 "metric": c.metric, "arm_a": c.a.label, "arm_b": c.b.label,
                 "chosen_a": "; ".join(f"{d}: {m}" for d, m in a.chosen.items()),
                 "chosen_b": "; ".join(f"{d}: {m}" for d, m in b.chosen.items()),
                 "paper_value": c.paper, "excluded_collapsed": excluded, "table": c.table,
-                "family": c.family, "n_pairs": len(units)}
-        testable = c.a.testable and c.b.testable and len(units) >= 2
+                "family": c.family, "n_pairs": len(pairs)}
+        testable = c.a.testable and c.b.testable and len(pairs) >= 2
         families.setdefault(c.family, []).append((c, info))
         items.setdefault(c.family, []).append(
             (c.id, x if testable else np.array([]), y if testable else np.array([]),
@@ -70,7 +72,7 @@ def compute_claims(runs: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
             r = results[c.id]
             member_rows.append({**info, **{k: r.get(k) for k in (
                 "estimate", "ci_low", "ci_high", "p_raw", "p_adj", "m", "mde", "verdict",
-                "rule")}})
+                "reason", "rule")}})
         if len(members) > 1:
             rows.append(_headline(family, members[0][0], member_rows))
         rows.extend(member_rows)
@@ -78,9 +80,10 @@ def compute_claims(runs: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
 
 
 def _in_arms(runs: pd.DataFrame, c: Comparison) -> pd.Series:
-    pairs = set(c.a.candidates) | set(c.b.candidates)
-    return pd.Series([(m, g) in pairs for m, g in zip(runs["model"], runs["graph"],
-                                                        strict=True)], index=runs.index)
+    arms = set(c.a.candidates) | set(c.b.candidates)
+    return pd.Series([(m, g) in arms for m, g in zip(runs["model"], runs["graph"],
+                                                       strict=True)], index=runs.index,
+                     dtype=bool)
 
 
 def _headline(family: str, first: Comparison, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,6 +102,7 @@ def _headline(family: str, first: Comparison, rows: list[dict[str, Any]]) -> dic
         "p_adj": min((r["p_adj"] for r in testable if r["p_adj"] is not None
                       and not math.isnan(r["p_adj"])), default=math.nan),
         "m": len(testable), "mde": math.nan, "verdict": verdict,
+        "reason": f"{n_sup} of {len(rows)} arms supported, {n_con} contradicted",
         "rule": (f"headline of {len(rows)} comparisons ({len(testable)} testable; "
                  f"{n_sup} supported, {n_con} contradicted after Holm): "
                  + inference.FAMILY_RULE),
@@ -126,7 +130,7 @@ def claims_markdown(table: pd.DataFrame) -> str:
                            for p, q in zip(table["p_raw"], table["p_adj"], strict=True)],
         "m": table["m"], "pairs": table["n_pairs"], "MDE": [_fmt(v, ".3g") for v in table["mde"]],
         "excluded (collapsed)": table["excluded_collapsed"],
-        "verdict": table["verdict"], "rule": table["rule"],
+        "verdict": table["verdict"], "why": table["reason"],
     })
     return md.to_markdown(index=False) + "\n"
 

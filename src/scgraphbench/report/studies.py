@@ -24,9 +24,9 @@ import seaborn as sns  # noqa: E402
 from scgraphbench.errors import ScgbError  # noqa: E402
 from scgraphbench.io import atomic_path, write_table  # noqa: E402
 from scgraphbench.plan.comparisons import comparison_from_dict  # noqa: E402
-from scgraphbench.report.arms import UNIT, main_settings, paired, resolve_arm, usable  # noqa: E402
+from scgraphbench.report.arms import UNIT, Units, main_settings, paired, usable  # noqa: E402
+from scgraphbench.report.formatting import format_mean_std, format_p  # noqa: E402
 from scgraphbench.report.inference import holm, two_sided  # noqa: E402
-from scgraphbench.report.stats import format_mean_std, format_p  # noqa: E402
 
 ANNOTATION = ["accuracy", "macro_f1"]
 COST = ["time_per_step_s", "peak_memory_mb", "n_parameters", "train_time_s",
@@ -121,20 +121,20 @@ def comparison_columns(runs: pd.DataFrame, plan: dict[str, Any], table: str
                        ) -> pd.DataFrame:
     """The plan's two-sided comparisons of one table: delta, p and Holm-adjusted p per row
     (model, graph), one column set per kind (vs baseline, vs random, vs the full arm)."""
-    good, _ = usable(runs)
+    units = Units(usable(runs)[0])
     rows = []
     for c in map(comparison_from_dict, plan.get("comparisons", [])):
         if c.table != table:
             continue
-        a = resolve_arm(good, c.a, c.metric, c.datasets).values
-        b = resolve_arm(good, c.b, c.metric, c.datasets).values
-        x, y, units = paired(a, b)
+        a = units.resolve(c.a, c.metric, c.datasets).values
+        b = units.resolve(c.b, c.metric, c.datasets).values
+        x, y, pairs = paired(a, b)
         test = two_sided(x, y)
         tail = c.id.rsplit(":", 1)[-1]
         rows.append({"family": c.family, "kind": tail if tail.startswith("vs_") else "vs_full",
                      "dataset": c.datasets[0], "model": c.a.candidates[0][0],
                      "graph": c.a.candidates[0][1], "arm": c.a.label, "delta": test.estimate,
-                     "p": test.p_value, "n_pairs": len(units)})
+                     "p": test.p_value, "n_pairs": len(pairs)})
     if not rows:
         return pd.DataFrame(columns=["dataset", "model", "graph"])
     df = pd.DataFrame(rows)
@@ -374,6 +374,9 @@ def study_scaling(runs: pd.DataFrame, plan: dict[str, Any], scaling: pd.DataFram
     if scaling is None or scaling.empty:
         return pd.DataFrame(), "no scaling measurements\n", empty_figure("no scaling data")
     ok = scaling[scaling["status"] == "ok"]
+    if ok.empty:
+        md = "no scaling point ran:\n\n" + scaling.to_markdown(index=False) + "\n"
+        return scaling, md, empty_figure("no scaling point ran (see the table)")
     table = ok.groupby(["model", "n_genes"], as_index=False)[
         ["time_per_step_s", "peak_memory_mb"]].agg(["median", "std"])
     table.columns = ["_".join(c).rstrip("_") for c in table.columns]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from scgraphbench.io import read_json, write_text
 from scgraphbench.plan.comparisons import GRAPH_MODEL_GROUPS, METRIC_OF_TASK, Arm
-from scgraphbench.report.arms import main_settings, paired, resolve_arm, usable
+from scgraphbench.report.arms import Units, main_settings, paired, usable
 from scgraphbench.report.studies import tuned
 
 VERDICT_MARK = {"supported": "✅ supported", "contradicted": "❌ contradicted",
@@ -28,13 +28,13 @@ def _num(v: Any, spec: str = "+.3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
-def _ratio(a: pd.Series, b: pd.Series) -> float:
+def _ratio(a: dict, b: dict) -> float:
     x, y, _ = paired(a, b)
     return float((x / y).mean()) if len(x) else math.nan
 
 
 def dataset_lines(runs: pd.DataFrame, plan: dict[str, Any]) -> list[str]:
-    good, _ = usable(main_settings(runs, tuned(plan)))
+    units = Units(usable(main_settings(runs, tuned(plan)))[0])
     models = plan.get("models", {})
     baseline = plan.get("report", {}).get("baseline", "transformer")
     lines = []
@@ -47,31 +47,35 @@ def dataset_lines(runs: pd.DataFrame, plan: dict[str, Any]) -> list[str]:
                             if spec["group"] in GRAPH_MODEL_GROUPS and task in spec["tasks"]
                             for g in spec["graphs"]
                             if plan["graphs"].get(g, {}).get("kind") != "random")
-        best = resolve_arm(good, Arm("best graph model", graph_pairs), metric, (dataset,))
-        if best.values.empty:
-            lines.append(f"- **{dataset}** ({task}): no graph-model runs.")
+        best = units.resolve(Arm("best graph model", graph_pairs), metric, (dataset,))
+        if not best.values:
+            here = runs[(runs["dataset"] == dataset) & runs["model"].isin(
+                [m for m, _ in graph_pairs])]
+            n_bad = int(here["collapsed"].astype(bool).sum()) if "collapsed" in here else 0
+            lines.append(f"- **{dataset}** ({task}): no usable graph-model run"
+                         + (f" ({n_bad} collapsed)." if n_bad else "."))
             continue
         chosen = best.chosen[dataset]
         model, _, graph = chosen.partition(" · ")
         parts = [f"- **{dataset}** ({task}): best graph model on validation is **{chosen}**, "
-                 f"test {metric} {_num(best.values.mean(), '.3f')}"]
+                 f"test {metric} {_num(best.mean(), '.3f')}"]
         for other in (baseline, next((m for m, s in models.items()
                                       if s["family"] == BASELINE_OF_TASK[task]), None)):
             if other is None or other not in models:
                 continue
-            ref = resolve_arm(good, Arm(other, ((other, "none"),)), metric, (dataset,))
+            ref = units.resolve(Arm(other, ((other, "none"),)), metric, (dataset,))
             x, y, _ = paired(best.values, ref.values)
             if not len(x):
                 continue
             text = f"{_num((x - y).mean())} vs {other}"
             if other == baseline:
-                t = _ratio(resolve_arm(good, Arm("", ((model, graph or "none"),)),
+                t = _ratio(units.resolve(Arm("", ((model, graph or "none"),)),
                                        "time_per_step_s", (dataset,)).values,
-                           resolve_arm(good, Arm("", ((other, "none"),)), "time_per_step_s",
+                           units.resolve(Arm("", ((other, "none"),)), "time_per_step_s",
                                        (dataset,)).values)
-                mem = _ratio(resolve_arm(good, Arm("", ((model, graph or "none"),)),
+                mem = _ratio(units.resolve(Arm("", ((model, graph or "none"),)),
                                          "peak_memory_mb", (dataset,)).values,
-                             resolve_arm(good, Arm("", ((other, "none"),)), "peak_memory_mb",
+                             units.resolve(Arm("", ((other, "none"),)), "peak_memory_mb",
                                          (dataset,)).values)
                 text += f" (time per step {_num(t, '.2f')}×, peak memory {_num(mem, '.2f')}×)"
             parts.append(text)

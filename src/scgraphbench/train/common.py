@@ -15,9 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scgraphbench.evaluate.attention import attention_maps, attention_on_known_edges
+from scgraphbench.evaluate.attention import attention_on_known_edges
 from scgraphbench.graphs.io import align_graph, load_graph
-from scgraphbench.train.cost import count_parameters, environment, mixer_flops
+from scgraphbench.models.contract import FamilyModule
+from scgraphbench.train.cost import attention_flops, count_parameters, environment
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,6 @@ def load_aligned_graph(graph_path: str | None, genes: list[str]) -> sp.csr_matri
     return align_graph(A, graph_genes, genes, graph_path)
 
 
-def is_torch(model: Any) -> bool:
-    return isinstance(model, torch.nn.Module)
-
-
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t0 = time.perf_counter()
     out = fn()
@@ -84,7 +81,7 @@ def cost_block(
         "peak_memory_mb": float(peak_mb),
         "inference_cells_per_s": n_inferred / max(infer_s, 1e-9),
         "inference_time_s": float(infer_s),
-        "attention_flops_per_cell": mixer_flops(model, n_genes),
+        "attention_flops_per_cell": attention_flops(model, n_genes),
         "environment": environment(device),
     }
 
@@ -113,11 +110,11 @@ def attention_probe(
 ) -> dict[str, Any] | None:
     """Attention mass on the reference graph's edges vs a same-density random graph, for
     attention families; None when not applicable (no graph, no attention, no edges)."""
-    if reference is None or not is_torch(model) or reference.nnz == 0:
+    if reference is None or not isinstance(model, FamilyModule) or reference.nnz == 0:
         return None
     device = next(model.parameters()).device
     small = {k: v[:ATTENTION_PROBE_CELLS].to(device) for k, v in inputs.items()}
-    W = attention_maps(model, small, n_genes)
+    W = model.attention_maps(small, n_genes)
     if W is None:
         return None
     out: dict[str, Any] = attention_on_known_edges(W, reference, seed=seed)

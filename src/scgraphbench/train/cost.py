@@ -30,6 +30,8 @@ from typing import Any
 import psutil
 import torch
 
+from scgraphbench.models.contract import FamilyModule
+
 
 class PeakMemory:
     """Context manager: ``.peak_mb`` is the peak memory above the baseline at entry."""
@@ -79,55 +81,20 @@ def _ru_maxrss_bytes() -> int:
 
 
 def count_parameters(model: Any) -> int:
+    """Trainable parameters of a torch family; an array estimator's own count."""
     if isinstance(model, torch.nn.Module):
         return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
     return int(model.n_parameters())
 
 
-def _mixer_graph_edges(mod: torch.nn.Module) -> int | None:
-    graph = getattr(mod, "graph", None)
-    for holder in (graph, mod):
-        col = getattr(holder, "col", None)
-        if isinstance(col, torch.Tensor):
-            return int(col.numel())
+def attention_flops(model: Any, n_genes: int) -> int | None:
+    """Forward FLOPs per cell of a family's token mixers (formula in the module docstring),
+    as the family reports them (:meth:`FamilyModule.attention_flops`); None for array
+    estimators and families without token mixing."""
+    if isinstance(model, FamilyModule):
+        flops = model.attention_flops(n_genes)
+        return None if flops is None else int(flops)
     return None
-
-
-def mixer_flops(model: Any, n_genes: int) -> int | None:
-    """Forward FLOPs per cell of the model's token mixers (formula in the module docstring);
-    None for models without token mixers (scikit-learn style and baseline families). A family
-    built from other layers can define ``attention_flops(n_genes) -> int`` to report its own."""
-    if hasattr(model, "attention_flops"):  # families with their own layers report their own
-        return int(model.attention_flops(n_genes))
-    if not isinstance(model, torch.nn.Module):
-        return None
-    from scgraphbench.models.base import TokenMixer
-
-    L = n_genes + (1 if getattr(model, "use_cls", False) else 0)
-    total, found = 0, False
-    for mod in model.modules():
-        if not isinstance(mod, TokenMixer):
-            continue
-        found = True
-        weights = sum(p.numel() for p in mod.parameters() if p.dim() == 2)
-        flops = 2 * L * weights
-        qkv = getattr(mod, "qkv", None)
-        edge_index = getattr(mod, "edge_index", None)
-        if isinstance(qkv, torch.nn.Linear):
-            d = qkv.in_features
-            E = _mixer_graph_edges(mod)
-            if E is None:
-                flops += 4 * L * L * d
-            else:
-                steps = int(getattr(mod, "steps", 0)) if getattr(mod, "diffusion", None) else 0
-                flops += (4 + 2 * steps) * E * d
-        elif isinstance(edge_index, torch.Tensor):
-            conv = getattr(mod, "conv", None)
-            d = int(getattr(conv, "out_channels", 0) or 0)
-            E = int(edge_index.shape[1]) + (L if getattr(conv, "add_self_loops", False) else 0)
-            flops += 2 * E * d
-        total += flops
-    return int(total) if found else None
 
 
 def environment(device: torch.device) -> dict[str, Any]:

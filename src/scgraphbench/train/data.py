@@ -8,8 +8,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from scgraphbench.data.gears import CTRL, gears_subgroup, genes_of
 from scgraphbench.errors import ScgbError
-from scgraphbench.evaluate.perturbation import gears_subgroup
 
 
 @dataclass
@@ -125,14 +125,6 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-CTRL = "ctrl"
-
-
-def condition_genes(condition: str) -> list[str]:
-    """Genes a GEARS condition perturbs: ``A+ctrl`` -> [A], ``A+B`` -> [A, B], ``ctrl`` -> []."""
-    return [g for g in str(condition).split("+") if g and g != CTRL]
-
-
 @dataclass
 class PerturbationData:
     """A prepared perturbation dataset as arrays.
@@ -192,7 +184,7 @@ def perturbation_data(
     genes = list(adata.var_names.astype(str))
     conditions = sorted(set(condition[~control]))
     for c in conditions:
-        for g in condition_genes(c):
+        for g in genes_of(c):
             if g not in gene_index:
                 raise ScgbError(
                     f"condition '{c}' perturbs gene '{g}', which is not among the dataset's "
@@ -202,7 +194,7 @@ def perturbation_data(
                     fix="re-prepare keeping every perturbed gene among the selected genes, or "
                     "drop that condition",
                 )
-        if not condition_genes(c):
+        if not genes_of(c):
             raise ScgbError(
                 f"condition '{c}' names no gene but its cells are not controls",
                 path=path,
@@ -228,7 +220,7 @@ def perturbation_data(
     cond_index = {c: i for i, c in enumerate(all_conditions)}
     flags = np.zeros((len(all_conditions), len(genes)), dtype=np.uint8)
     for c in conditions:
-        flags[cond_index[c], [gene_index[g] for g in condition_genes(c)]] = 1
+        flags[cond_index[c], [gene_index[g] for g in genes_of(c)]] = 1
 
     Xall = adata.X
     X, cond_id, self_input, pool, ids = {}, {}, {}, {}, {}
@@ -292,7 +284,7 @@ def perturbation_data(
         de_idx[c] = np.asarray([gene_index[g] for g in np.asarray(de_all[c]).astype(str)])
 
     given = dict(adata.uns.get("subgroup") or {})
-    seen = {g for c in set(condition[(split == "train") & ~control]) for g in condition_genes(c)}
+    seen = {g for c in set(condition[(split == "train") & ~control]) for g in genes_of(c)}
     subgroup = {c: str(given.get(c, gears_subgroup(c, seen))) for c in evaluated}
     return PerturbationData(
         genes=genes,

@@ -17,26 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
+from scgraphbench.graphs.controls import uniform_random_graph
 from scgraphbench.io import atomic_path
 from scgraphbench.models.catalog import get_spec
 from scgraphbench.models.registry import ModelContext, build_family
 from scgraphbench.train.cost import PeakMemory, count_parameters
 from scgraphbench.train.trainer import resolve_device
-
-
-def random_gene_graph(n: int, mean_degree: int, seed: int) -> sp.csr_matrix:
-    """Symmetric Erdős–Rényi-style graph with the given expected mean degree, no self-loops."""
-    rng = np.random.default_rng(seed)
-    m = n * mean_degree // 2
-    rows, cols = rng.integers(0, n, m), rng.integers(0, n, m)
-    keep = rows != cols
-    A = sp.coo_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n, n))
-    A = (A + A.T).tocsr()
-    A.data[:] = 1.0
-    return A
 
 
 def measure_point(family: str, params: dict[str, Any], n_genes: int, batch_size: int = 32,
@@ -47,7 +35,10 @@ def measure_point(family: str, params: dict[str, Any], n_genes: int, batch_size:
     dev = resolve_device(device)
     ctx = ModelContext(task="annotation", n_genes=n_genes,
                        gene_names=[f"G{i}" for i in range(n_genes)], n_classes=n_classes,
-                       graph=random_gene_graph(n_genes, mean_degree, seed), seed=seed)
+                       graph=uniform_random_graph(
+                           n_genes, min(n_genes * mean_degree, n_genes * (n_genes - 1)) // 2,
+                           seed=seed),
+                       seed=seed)
     model = build_family(family, ctx, params)  # the same factory as every run
     if get_spec(family).interface == "arrays":
         rng = np.random.default_rng(seed)
