@@ -232,7 +232,7 @@ def test_attention_flops_by_formula():
     chain = sp.csr_matrix((np.ones(n - 1), (np.arange(n - 1), np.arange(1, n))), shape=(n, n))
     ctx.graph = chain
     masked = build_family("masked_attention", ctx, dict(d_model=d, n_layers=layers, n_heads=2))
-    E = int(masked.mixers()[0].col.numel())
+    E = masked.mixers()[0].graph.n_edges
     assert attention_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)
     assert attention_flops(masked, n) < attention_flops(dense, n)
     assert attention_flops(object(), n) is None  # not a torch family
