@@ -57,7 +57,7 @@ def test_empty_whitespace_and_nan_labels_are_dropped_and_counted(caplog):
         out = prepare(counts_adata(labels))
     assert out.n_obs == len(GOOD)
     assert sorted(out.obs["label"].cat.categories) == ["B", "NK", "T"]
-    assert "dropped 5 of 85 cells have no label (2 missing/NaN, 3 empty or whitespace-only)" \
+    assert "5 of 85 cells have no label (2 missing/NaN, 3 empty or whitespace-only); dropped them" \
         in caplog.text
 
 
@@ -83,11 +83,11 @@ def test_missing_labels_keeps_real_names():
 def test_one_cell_type_is_an_error_not_accuracy_one(tmp_path, capsys):
     rc, err = prepare_cli(tmp_path, counts_adata(["B"] * 50), capsys)
     assert rc == 2
-    assert "1 class: 'B' (50 cells); cell-type annotation needs at least two" in err
+    assert "only 1 class: 'B' (50 cells); cell-type annotation needs at least two" in err
 
 
 def test_one_cell_type_left_after_dropping_bad_labels():
-    with pytest.raises(ScgbError, match="1 class: 'B' \\(40 cells\\)"):
+    with pytest.raises(ScgbError, match="only 1 class: 'B' \\(40 cells\\)"):
         prepare(counts_adata(["B"] * 40 + [""] * 40))
 
 
@@ -109,7 +109,7 @@ def test_small_class_is_an_error_naming_it_and_its_cells():
     with pytest.raises(ScgbError) as e:
         prepare(counts_adata(GOOD + ["pDC", "pDC"]))
     msg = str(e.value)
-    assert "1 classes are too small to appear in every split: 'pDC': 2 cells" in msg
+    assert "1 class too small to appear in every split: 'pDC': 2 cells" in msg
     assert "small_classes: drop" in msg and "small_classes: train" in msg
 
 
@@ -118,7 +118,7 @@ def test_small_classes_drop_and_train(caplog):
     with caplog.at_level(logging.WARNING):
         dropped = prepare(adata, small_classes="drop")
     assert "pDC" not in set(dropped.obs["label"]) and dropped.n_obs == len(GOOD)
-    assert "dropped 2 cells of 1 classes too small to split: 'pDC': 2 cells" in caplog.text
+    assert "dropped 2 cells of 1 class too small to split: 'pDC': 2 cells" in caplog.text
     kept = prepare(adata, small_classes="train")
     pdc = kept.obs.loc[kept.obs["label"] == "pDC", "split"]
     assert len(pdc) == 2 and (pdc == "train").all()
@@ -158,5 +158,5 @@ def test_every_class_reaches_every_requested_split(sizes, fractions):
 def test_given_split_one_class_in_train_is_an_error():
     adata = counts_adata(["B"] * 30 + ["T"] * 10)  # T only in the given test file
     split = np.array(["train"] * 20 + ["val"] * 5 + ["test"] * 15, dtype=object)
-    with pytest.raises(ScgbError, match="1 class in the training split \\('B': 30 cells\\)"):
+    with pytest.raises(ScgbError, match="only 1 class in the training split \\('B': 30 cells\\)"):
         prepare(adata, split=split)

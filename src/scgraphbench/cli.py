@@ -261,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Arguments naming what a subcommand writes: a file (its folder is checked) or a folder.
-OUTPUT_FILE_ARGS = ("out", "stats", "table", "figure", "info", "overlap")
-OUTPUT_DIR_ARGS = {"train": ("out_dir",), "download": ("root",), "fetch-database": ("cache",)}
+# What each subcommand writes: files (their folder is checked) and folders. A subcommand
+# not listed here writes its --out, if it has one.
+OUTPUT_FILES = {"build-graph": ("out", "stats"), "fetch-database": ("out", "info"),
+                "graph-table": ("out", "overlap"), "study": ("table", "figure")}
+OUTPUT_DIRS = {"train": ("out_dir",), "download": ("root",), "fetch-database": ("cache",)}
 
 
 def check_outputs_writable(args: argparse.Namespace) -> None:
@@ -272,11 +274,11 @@ def check_outputs_writable(args: argparse.Namespace) -> None:
 
     from scgraphbench.io import check_writable
 
-    for name in OUTPUT_FILE_ARGS:
-        if getattr(args, name, None):
+    for name in OUTPUT_FILES.get(args.command, ("out",)):
+        if isinstance(getattr(args, name, None), str):
             check_writable(Path(getattr(args, name)).parent)
-    for name in OUTPUT_DIR_ARGS.get(args.command, ()):
-        if getattr(args, name, None):
+    for name in OUTPUT_DIRS.get(args.command, ()):
+        if isinstance(getattr(args, name, None), str):
             check_writable(getattr(args, name))
 
 

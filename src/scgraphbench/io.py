@@ -65,22 +65,23 @@ def storage_error(
         return None
     target = Path(path if path is not None else exc.filename or ".")
     tail = f"; {note}" if note else ""
+    folder = target if target.is_dir() else target.parent
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = _free_bytes(target.parent)
+        free = _free_bytes(folder)
         facts = []
         if needed is not None:
             facts.append(f"the file needs {_human(needed)}")
         elif written:
-            facts.append(f"it needs more than the {_human(written)} written before the "
-                         "device filled")
+            facts.append(f"it needs more than {_human(written)}, its size when the device "
+                         "filled")
         if free is not None:
             facts.append(f"{_human(free)} free there")
         detail = f" ({'; '.join(facts)})" if facts else ""
         return ScgbError(
-            f"{what} writing this file{detail}{tail}",
+            f"{what} writing {'here' if folder == target else 'this file'}{detail}{tail}",
             path=str(target),
-            fix=f"free space on the file system holding {target.parent} (df -h "
-            f"{target.parent}), or write the results elsewhere, then run again",
+            fix=f"free space on the file system holding {folder} (df -h "
+            f"{folder}), or write the results elsewhere, then run again",
         )
     if exc.errno == errno.EROFS:
         return ScgbError(
@@ -92,7 +93,7 @@ def storage_error(
     return ScgbError(
         f"{what}: you may not write here{tail}",
         path=str(target),
-        fix=f"make {target.parent} writable for you (ls -ld {target.parent}), or give an "
+        fix=f"make {folder} writable for you (ls -ld {folder}), or give an "
         "output path you own",
     )
 
@@ -109,6 +110,58 @@ def storage_cause(exc: BaseException) -> OSError | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
+
+
+def _is_storage_report(exc: BaseException | None) -> bool:
+    """An exception caused by a full or read-only disk, also as h5py words it in a
+    RuntimeError ("... errno = 28, error message = 'No space left on device' ...")."""
+    if exc is None:
+        return False
+    return storage_cause(exc) is not None or any(
+        f"errno = {code}," in str(exc) for code in STORAGE_ERRNOS
+    )
+
+
+@contextlib.contextmanager
+def _muted_storage_reports() -> Iterator[None]:
+    """Drop the 'Exception ignored' tracebacks that libraries print for a failing disk.
+
+    h5py closes its objects when they are garbage-collected; on a full disk each close fails
+    again and prints a traceback (dozens of them) before the one error that matters. Other
+    reports still reach the original hooks.
+    """
+    import sys
+
+    unraisable, excepthook = sys.unraisablehook, sys.excepthook
+
+    def filtered_unraisable(report: Any) -> None:
+        if not _is_storage_report(report.exc_value):
+            unraisable(report)
+
+    def filtered_excepthook(kind: Any, value: BaseException | None, tb: Any) -> None:
+        if not _is_storage_report(value):
+            excepthook(kind, value, tb)
+
+    sys.unraisablehook, sys.excepthook = filtered_unraisable, filtered_excepthook
+    try:
+        yield
+    finally:
+        sys.unraisablehook, sys.excepthook = unraisable, excepthook
+
+
+def _release(exc: BaseException) -> None:
+    """Free what the failed writer's frames still hold, now, while reports are muted."""
+    import gc
+    import traceback
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+        e = e.__cause__ or e.__context__
+    gc.collect()
 
 
 def _raise_storage(exc: OSError, path: Path, **facts: Any) -> None:
@@ -190,8 +243,14 @@ def atomic_path(
         _raise_storage(e, path, needed=size)
         raise
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with _muted_storage_reports():
+            try:
+                yield tmp_path
+                os.replace(tmp_path, path)
+            except Exception as e:
+                if storage_cause(e) is not None:
+                    _release(e)
+                raise
     except Exception as e:
         cause = storage_cause(e)
         if cause is not None:

@@ -164,7 +164,7 @@ def labelled_cells(
         return ~missing
     n_nan = int(labels.isna().sum())
     n_blank = int(missing.sum()) - n_nan
-    what = (f"{int(missing.sum())} of {len(labels)} cells have no label ({n_nan} missing/NaN, "
+    what = (f"{int(missing.sum())} of {_n(len(labels), 'cell')} have no label ({n_nan} missing/NaN, "
             f"{n_blank} empty or whitespace-only)")
     if on_bad_label == "error":
         examples = [str(i) for i in labels.index[missing][:3]]
@@ -175,8 +175,13 @@ def labelled_cells(
             fix="fill in their labels, or set on_bad_label: drop for this dataset to drop "
             "those cells (the count is logged)",
         )
-    log.warning("%s: dropped %s", source, what)
+    log.warning("%s: %s; dropped them (on_bad_label: error stops instead)", source, what)
     return ~missing
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 cell', '2 cells', '1 class', '3 classes'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun == 'class' else 's'}"
 
 
 def min_cells_per_class(val_fraction: float, test_fraction: float) -> int:
@@ -230,22 +235,23 @@ def check_classes(
     need = min_cells_per_class(val_fraction, test_fraction)
     splits = _split_names(val_fraction, test_fraction)
     if len(counts) < 2:
-        only = f"'{counts.index[0]}' ({int(counts.iloc[0])} cells)" if len(counts) else "none"
+        only = (f"'{counts.index[0]}' ({_n(int(counts.iloc[0]), 'cell')})" if len(counts)
+                else "none")
         raise ScgbError(
-            f"{len(counts)} class: {only}; cell-type annotation needs at least two",
+            f"only {_n(len(counts), 'class')}: {only}; cell-type annotation needs at least two",
             path=source,
             field=field,
             fix="check label_key names the cell-type column, or add cells of other types",
         )
     small = counts[counts < need]
     large = counts[counts >= need]
-    sizes = ", ".join(f"'{k}': {int(v)} cells" for k, v in small.items())
+    sizes = ", ".join(f"'{k}': {_n(int(v), 'cell')}" for k, v in small.items())
     rule = (f"with val_fraction {val_fraction:g} and test_fraction {test_fraction:g} a class "
             f"needs at least {need} cells, one each in {splits}")
     if len(large) < 2:
         raise ScgbError(
-            f"{len(large)} of {len(counts)} classes have enough cells to appear in every "
-            f"split ({rule}); too small: {sizes}",
+            f"{len(large)} of {_n(len(counts), 'class')} have enough cells to appear in "
+            f"every split ({rule}); too small: {sizes}",
             path=source,
             field=field,
             fix="use a dataset with more cells per class, or smaller val/test fractions "
@@ -255,7 +261,8 @@ def check_classes(
     if len(small):
         if small_classes == "error":
             raise ScgbError(
-                f"{len(small)} classes are too small to appear in every split: {sizes} ({rule})",
+                f"{_n(len(small), 'class')} too small to appear in every split: {sizes} "
+                f"({rule})",
                 path=source,
                 field=field,
                 fix="set small_classes: drop for this dataset (drop those cells) or "
@@ -264,11 +271,11 @@ def check_classes(
             )
         if small_classes == "drop":
             keep = ~labels.isin(small.index).to_numpy()
-            log.warning("%s: dropped %d cells of %d classes too small to split: %s", source,
-                        int((~keep).sum()), len(small), sizes)
+            log.warning("%s: dropped %s of %s too small to split: %s", source,
+                        _n(int((~keep).sum()), "cell"), _n(len(small), "class"), sizes)
         else:
-            log.warning("%s: %d classes too small to split are kept in train only: %s",
-                        source, len(small), sizes)
+            log.warning("%s: %s too small to split kept in train only (never evaluated): %s",
+                        source, _n(len(small), "class"), sizes)
     return keep
 
 
@@ -374,9 +381,9 @@ def finalise(
         train_labels = set(adata.obs.loc[adata.obs["split"] == "train", "label"])
         if len(train_labels) < 2:
             counts = adata.obs["label"].value_counts()
+            sizes = ", ".join(f"'{k}': {_n(int(v), 'cell')}" for k, v in counts.items())
             raise ScgbError(
-                f"{len(train_labels)} class in the training split "
-                f"({', '.join(f'{k!r}: {v} cells' for k, v in counts.items())}); "
+                f"only {_n(len(train_labels), 'class')} in the training split ({sizes}); "
                 "cell-type annotation needs at least two",
                 path=source,
                 field="label",
