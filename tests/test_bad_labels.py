@@ -70,7 +70,7 @@ def test_on_bad_label_error_rejects_them(tmp_path, capsys):
 
 
 def test_on_bad_label_must_be_known():
-    with pytest.raises(ScgbError, match="on_bad_label must be 'drop' or 'error', not 'keep'"):
+    with pytest.raises(ScgbError, match="on_bad_label must be one of \\['drop', 'error'\\], not 'keep'"):
         prepare(counts_adata(GOOD), on_bad_label="keep")
 
 

@@ -138,6 +138,17 @@ ON_BAD_LABEL = ("drop", "error")
 SMALL_CLASSES = ("error", "drop", "train")
 
 
+def check_choice(option: str, value: str, choices: tuple[str, ...], source: str) -> None:
+    """A dataset option that takes one of a few words."""
+    if value not in choices:
+        raise ScgbError(
+            f"{option} must be one of {list(choices)}, not '{value}'",
+            path=source,
+            field=option,
+            fix=f"use {' or '.join(choices)}",
+        )
+
+
 def missing_labels(labels: pd.Series) -> np.ndarray:
     """True where a cell has no label: NaN/None, an empty or a whitespace-only string."""
     labels = pd.Series(labels)
@@ -151,13 +162,7 @@ def labelled_cells(
 ) -> np.ndarray:
     """Mask of the cells that have a label; the others are dropped with a count in the log,
     or, with ``on_bad_label='error'``, rejected."""
-    if on_bad_label not in ON_BAD_LABEL:
-        raise ScgbError(
-            f"on_bad_label must be 'drop' or 'error', not '{on_bad_label}'",
-            path=source,
-            field="on_bad_label",
-            fix="use drop or error",
-        )
+    check_choice("on_bad_label", on_bad_label, ON_BAD_LABEL, source)
     labels = pd.Series(labels)
     missing = missing_labels(labels)
     if not missing.any():
@@ -211,13 +216,7 @@ def check_classes(
     (never evaluated). At least two classes must reach every split, else there is nothing to
     classify.
     """
-    if small_classes not in SMALL_CLASSES:
-        raise ScgbError(
-            f"small_classes must be one of {list(SMALL_CLASSES)}, not '{small_classes}'",
-            path=source,
-            field="small_classes",
-            fix="use error, drop or train",
-        )
+    check_choice("small_classes", small_classes, SMALL_CLASSES, source)
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
             raise ScgbError(f"{name} = {frac} is not in [0, 1)", path=source, field=name,
@@ -543,13 +542,7 @@ def prepare_gears(
     - Other ``uns`` entries of the source (e.g. a generator's ground truth) are carried over;
       GEARS' own DE caches are not (``top20_de`` replaces them).
     """
-    if on_missing_gene not in ("drop", "error"):
-        raise ScgbError(
-            f"on_missing_gene must be 'drop' or 'error', not '{on_missing_gene}'",
-            path=source,
-            field="on_missing_gene",
-            fix="use drop or error",
-        )
+    check_choice("on_missing_gene", on_missing_gene, ("drop", "error"), source)
     check_expression(adata, source)
     conditions = require_column(adata, "condition", source, field="condition").astype(str)
     var_names = (
