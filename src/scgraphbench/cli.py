@@ -356,12 +356,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What each subcommand writes: files (their folder is checked) and folders. A subcommand
+# not listed here writes its --out, if it has one.
+OUTPUT_FILES = {"build-graph": ("out", "stats"), "fetch-database": ("out", "info"),
+                "graph-table": ("out", "overlap"), "study": ("table", "figure"),
+                "summary": ("out", "rst"), "figures": ("crossover",),
+                "validate-config": (), "list-models": ()}
+OUTPUT_DIRS = {"train": ("out_dir",), "download": ("root",), "fetch-database": ("cache",),
+               "figures": ("out_dir",)}
+
+
+def check_outputs_writable(args: argparse.Namespace) -> None:
+    """Fail in the first second, not after the work, when an output folder is read-only."""
+    from pathlib import Path
+
+    from scgraphbench.io import check_writable
+
+    for name in OUTPUT_FILES.get(args.command, ("out",)):
+        if isinstance(getattr(args, name, None), str):
+            check_writable(Path(getattr(args, name)).parent)
+    for name in OUTPUT_DIRS.get(args.command, ()):
+        if isinstance(getattr(args, name, None), str):
+            check_writable(getattr(args, name))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from scgraphbench.io import storage_cause, storage_error
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        try:
+            check_outputs_writable(args)
+            args.func(args)
+        except ScgbError:
+            raise
+        except Exception as e:  # a full or read-only disk outside io's writers: same message
+            cause = storage_cause(e)
+            if cause is None:
+                raise
+            raise storage_error(cause, cause.filename) from e
     except ScgbError as e:
         print(f"scgraphbench {args.command}: error: {e}", file=sys.stderr)
         return 2
