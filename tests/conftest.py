@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -11,6 +13,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SHARED_DATA = Path(os.environ.get("SCGB_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -64,3 +67,31 @@ def tiny_annotation(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.h5ad"
     make_prepared_annotation().write_h5ad(path)
     return path
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY) -> subprocess.CompletedProcess:
+    """The workflow in ``workdir`` on ``configfile`` (2 cores), as a user would run it."""
+    env = dict(os.environ)
+    # rules call `python -m scgraphbench`: the interpreter running the tests must be first
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+           str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished run of the whole workflow on tests/configs/tiny.yaml, shared by every
+    test that reads its results (the slowest thing the suite does: run it once)."""
+    wd = tmp_path_factory.mktemp("pipeline")
+    res = snakemake(wd)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return wd
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run: Path) -> Path:
+    """``snakemake --report`` of the tiny run: one self-contained HTML file."""
+    res = snakemake(tiny_run, "--report", "results/report.html")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tiny_run / "results" / "report.html"

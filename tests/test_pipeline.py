@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,17 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-
-
-def snakemake(workdir: Path, *args: str, configfile: Path = TINY) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    # rules call `python -m scgraphbench`: the interpreter running the tests must be first
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
-           str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+from conftest import TINY, snakemake
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
@@ -33,17 +21,9 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
             if m.group(1) != "total"}
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wd = tmp_path_factory.mktemp("pipeline")
-    res = snakemake(wd)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return wd
-
-
 @pytest.mark.slow
-def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None:
-    wd = finished_run
+def test_pipeline_produces_tables_figures_and_report(tiny_run: Path, tiny_report: Path) -> None:
+    wd = tiny_run
     table = pd.read_csv(wd / "results/tables/main.csv")
     cfg = yaml.safe_load(TINY.read_text())
     assert set(table["model"]) == set(cfg["models"])
@@ -68,16 +48,14 @@ def test_pipeline_produces_tables_figures_and_report(finished_run: Path) -> None
     # every rule logged and benchmarked
     assert list((wd / "logs/train").rglob("*.log"))
     assert list((wd / "results/benchmarks/rules/train").rglob("*.tsv"))
-    res = snakemake(wd, "--report", "results/report.html")
-    assert res.returncode == 0, res.stderr[-3000:]
-    html = (wd / "results/report.html").read_text(errors="ignore")
+    html = tiny_report.read_text(errors="ignore")
     assert "few_shot.png" in html and "claims.csv" in html
 
 
 @pytest.mark.slow
-def test_rerun_does_nothing_and_param_change_reruns_only_that_model(finished_run: Path,
+def test_rerun_does_nothing_and_param_change_reruns_only_that_model(tiny_run: Path,
                                                                    tmp_path: Path) -> None:
-    wd = finished_run
+    wd = tiny_run
     res = snakemake(wd, "-n")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Nothing to be done" in res.stdout + res.stderr

@@ -255,3 +255,27 @@ def test_cost_model_fit_and_estimate_arithmetic() -> None:
     assert math.isnan(table.loc[1, "hours"])
     text = summary_text(table, "GPU")
     assert "2 training jobs" in text and "no measured cost for: unknown" in text
+
+
+def test_tuning_picks_each_replicates_setting_on_validation():
+    from scgraphbench.report.arms import main_settings
+
+    plan = build_plan({**CONFIG, "tuning": {"train": {"lr": [1e-3, 1e-2]},
+                                            "params": {"logreg": {"C": [0.1, 1.0]}}}})
+    names = {n for (m, n) in plan.settings if m == "transformer"}
+    assert names == {"default", "tune0", "tune1"}
+    assert {n for (m, n) in plan.settings if m == "mean_baseline"} == {"default"}
+    runs = simulate(plan=plan.to_json())
+    # tune1 wins on validation in replicate 0 only; its test score is worse there
+    hit = (runs["model"] == "transformer") & (runs["replicate"] == 0)
+    runs.loc[hit & (runs["setting"] == "tune1"), "best_val_score"] = 2.0
+    runs.loc[hit & (runs["setting"] == "tune1"), "macro_f1"] = 0.1
+    chosen = main_settings(runs, tuned=True)
+    tf = chosen[chosen["model"] == "transformer"]
+    assert set(tf.loc[tf["replicate"] == 0, "setting"]) == {"tune1"}
+    pool = runs[runs["model"] == "transformer"]
+    best = pool.groupby(["dataset", "replicate", "graph", "setting"])["best_val_score"].mean()
+    expect = best.groupby(level=[0, 1, 2]).idxmax().map(lambda k: k[3])
+    got = tf.groupby(["dataset", "replicate", "graph"])["setting"].first()
+    assert got.to_dict() == expect.to_dict()  # every replicate: its best on validation
+    assert len(tf) == len(runs[(runs["model"] == "transformer") & (runs["setting"] == "default")])

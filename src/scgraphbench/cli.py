@@ -127,7 +127,15 @@ def cmd_claims(a: argparse.Namespace) -> None:
 def cmd_summary(a: argparse.Namespace) -> None:
     from scgraphbench.report.summary import write_summary
 
-    print(write_summary(a.plan, a.claims, a.runs, a.out))
+    print(write_summary(a.plan, a.claims, a.runs, a.out, crossover_csv=a.crossover,
+                        rst_out=a.rst, intro=a.intro))
+
+
+def cmd_figures(a: argparse.Namespace) -> None:
+    from scgraphbench.report.figures import write_figures
+
+    write_figures(a.plan, a.runs, a.claims, a.out_dir, a.crossover, scaling_csv=a.scaling,
+                  kernel_csv=a.kernel)
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -312,8 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", required=True)
     s.add_argument("--claims", required=True)
     s.add_argument("--runs", required=True)
+    s.add_argument("--crossover", default=None, help="crossover.csv from `figures`")
     s.add_argument("--out", required=True)
+    s.add_argument("--rst", default=None, help="also write it as the report's front page")
+    s.add_argument("--intro", default=None, help="the workflow description (.rst) to keep")
     s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("figures", help="the frontier, crossover and verdict figures")
+    s.add_argument("--plan", required=True)
+    s.add_argument("--runs", required=True)
+    s.add_argument("--claims", required=True)
+    s.add_argument("--scaling", default=None, help="scaling.csv (the scaling study)")
+    s.add_argument("--kernel", default=None, help="attention_cost.csv (kernel benchmark)")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--crossover", required=True, help="table of the crossover points (.csv)")
+    s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("scaling", help="time and memory of real training steps against n_genes")
     s.add_argument("--models", type=_json, required=True, help="{name: {family, params}}, JSON")
@@ -335,12 +356,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What each subcommand writes: files (their folder is checked) and folders. A subcommand
+# not listed here writes its --out, if it has one.
+OUTPUT_FILES = {"build-graph": ("out", "stats"), "fetch-database": ("out", "info"),
+                "graph-table": ("out", "overlap"), "study": ("table", "figure"),
+                "summary": ("out", "rst"), "figures": ("crossover",),
+                "validate-config": (), "list-models": ()}
+OUTPUT_DIRS = {"train": ("out_dir",), "download": ("root",), "fetch-database": ("cache",),
+               "figures": ("out_dir",)}
+
+
+def check_outputs_writable(args: argparse.Namespace) -> None:
+    """Fail in the first second, not after the work, when an output folder is read-only."""
+    from pathlib import Path
+
+    from scgraphbench.io import check_writable
+
+    for name in OUTPUT_FILES.get(args.command, ("out",)):
+        if isinstance(getattr(args, name, None), str):
+            check_writable(Path(getattr(args, name)).parent)
+    for name in OUTPUT_DIRS.get(args.command, ()):
+        if isinstance(getattr(args, name, None), str):
+            check_writable(getattr(args, name))
+
+
 def main(argv: list[str] | None = None) -> int:
+    from scgraphbench.io import storage_cause, storage_error
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        try:
+            check_outputs_writable(args)
+            args.func(args)
+        except ScgbError:
+            raise
+        except Exception as e:  # a full or read-only disk outside io's writers: same message
+            cause = storage_cause(e)
+            if cause is None:
+                raise
+            raise storage_error(cause, cause.filename) from e
     except ScgbError as e:
         print(f"scgraphbench {args.command}: error: {e}", file=sys.stderr)
         return 2

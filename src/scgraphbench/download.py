@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.io import make_dirs, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,12 @@ def _copy_local(src: Path, dest: Path, url: str, sha256: str | None, size: int |
         shutil.copyfile(src, tmp)
         _verify(tmp, url, sha256, size)
         os.replace(tmp, dest)
+    except OSError as e:
+        full = storage_error(e, dest, needed=src.stat().st_size,
+                             note="nothing half-written was kept")
+        if full is None:
+            raise
+        raise full from e
     finally:
         tmp.unlink(missing_ok=True)  # a local copy is cheap to redo: never keep a partial
     return dest
@@ -205,7 +212,7 @@ def download(
     - ``url`` may be ``file:///abs/path`` or a local path (copied, same checks).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest.parent)
     if _already_there(dest, sha256, size):
         log.info("%s already present and verified", dest)
         return dest
@@ -240,10 +247,18 @@ def download(
                 time.sleep(wait)
                 attempt += 1
                 continue
-            except BaseException:
+            except BaseException as e:
                 # Non-retryable (404, KeyboardInterrupt): an empty temp is not worth keeping.
-                if tmp.exists() and tmp.stat().st_size == 0:
+                have = tmp.stat().st_size if tmp.exists() else 0
+                if tmp.exists() and have == 0:
                     tmp.unlink()
+                full = isinstance(e, OSError) and storage_error(
+                    e, dest, written=have, needed=size,
+                    note=f"the partial download {tmp} is kept and the next run resumes it"
+                    if have else None,
+                )
+                if full:
+                    raise full from e
                 raise
             try:
                 _verify(tmp, url, sha256, size)

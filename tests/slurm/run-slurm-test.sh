@@ -40,7 +40,22 @@ log() { echo "[slurm-test +$(($(date +%s) - START))s] $*"; }
 fail() {
   echo "[slurm-test +$(($(date +%s) - START))s] FAIL: $*" >&2
   echo "[slurm-test] logs kept in $WORK" >&2
+  stop_background_run
   exit 1
+}
+
+# a failure while run 1 is in the background must not leave Snakemake running: interrupt
+# it (the `timeout` wrapper forwards SIGINT; Snakemake then cancels its SLURM jobs)
+smk_pid=""
+stop_background_run() {
+  [[ -n $smk_pid ]] && kill -0 "$smk_pid" 2>/dev/null || return 0
+  pkill -INT -P "$smk_pid" 2>/dev/null || true
+  for _ in $(seq 60); do kill -0 "$smk_pid" 2>/dev/null || return 0; sleep 0.5; done
+  local child
+  for child in $(pgrep -P "$smk_pid"); do  # the timeout wrapper, then its snakemake
+    pkill -KILL -P "$child" 2>/dev/null || true
+    kill -KILL "$child" 2>/dev/null || true
+  done
 }
 
 smk() {  # dir, snakemake args...
@@ -98,7 +113,7 @@ SLURM_ARGS=(--profile "$CODE/profiles/slurm" --slurm-init-seconds-before-status-
 log "SLURM run 1 (--retries 0: the cancelled job stays failed until the rerun)"
 smk "$WORK/slurm" "${SLURM_ARGS[@]}" --retries 0 >"$WORK/slurm-run1.log" 2>&1 &
 smk_pid=$!
-cancel_id="" requeue_id=""
+cancel_id="" requeue_id="" release_pid=""
 while kill -0 "$smk_pid" 2>/dev/null; do
   for model in "$CANCEL_MODEL" "$REQUEUE_MODEL"; do
     [[ $model == "$CANCEL_MODEL" && -n $cancel_id ]] && continue
@@ -117,13 +132,16 @@ while kill -0 "$smk_pid" 2>/dev/null; do
       log "checkpoint of $model written: scontrol requeue $id"
       scontrol requeue "$id"
       requeue_id=$id
-      release_requeued "$id"
+      # in the background: the loop must keep watching for the other job's checkpoint
+      release_requeued "$id" &
+      release_pid=$!
     fi
   done
   sleep 0.5
 done
 rc=0
 wait "$smk_pid" || rc=$?
+[[ -z ${release_pid:-} ]] || wait "$release_pid" || true
 log "SLURM run 1 exited with $rc"
 [[ -n $cancel_id && -n $requeue_id ]] ||
   fail "could not interrupt both training jobs (cancel '$cancel_id', requeue '$requeue_id')"

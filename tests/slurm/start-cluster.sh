@@ -21,7 +21,8 @@ fi
 
 SLURM_CONF=${SCGB_SLURM_CONF:-/etc/slurm/slurm.conf}
 HOST=$(hostname -s)
-CPUS=${SCGB_SLURM_CPUS:-$(nproc)}
+# (GNU nproc reports OMP_NUM_THREADS when it is set: a 1-CPU node could not run 2-CPU jobs)
+CPUS=${SCGB_SLURM_CPUS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
 MEM_MB=${SCGB_SLURM_MEM_MB:-$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.8}' /proc/meminfo)}
 JOBCOMP_LOG=/var/log/slurm/jobcomp.log
 

@@ -159,7 +159,8 @@ def bench_setting(key, default):
 
 def final_outputs():
     outputs = ["results/tables/runs.csv", "results/tables/graphs.csv",
-               "results/tables/claims.csv", "results/summary.md"]
+               "results/tables/claims.csv", "results/summary.md",
+               "results/figures/frontier.png"]
     for name in enabled_studies():
         outputs += [f"results/tables/{name}.csv", f"results/figures/{name}.png"]
     if bench_setting("enabled", False):

@@ -51,44 +51,47 @@ rule aggregate:
         "--out {output.runs} > {log} 2>&1"
 
 
-rule study:
-    input:
-        plan="results/plan.json",
-        runs="results/tables/runs.csv",
-        scaling=lambda wc: (
-            ["results/benchmarks/scaling.csv"] if wc.study == "scaling" else []
-        ),
-    output:
-        table=report(
-            "results/tables/{study}.csv",
-            caption="../report/{study}.rst",
-            category="Tables",
-        ),
-        figure=report(
-            "results/figures/{study}.png",
-            caption="../report/{study}.rst",
-            category="Figures",
-        ),
-    params:
-        extra=lambda wc, input: f"--scaling {input.scaling}" if input.scaling else "",
-    wildcard_constraints:
-        study=names_pattern(REPORT_STUDIES),
-    log:
-        "logs/report/{study}.log",
-    benchmark:
-        "results/benchmarks/rules/report/{study}.tsv"
-    conda:
-        "../../envs/scgraphbench.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=15,
-    group:
-        "report"
-    shell:
-        "python -m scgraphbench study --name {wildcards.study} --plan {input.plan} "
-        "--runs {input.runs} {params.extra} --table {output.table} --figure {output.figure} "
-        "> {log} 2>&1"
+# one rule per study (a report caption cannot take a wildcard): its table (CSV + Markdown)
+# and its figure (PNG + PDF), each with a caption
+for _study in REPORT_STUDIES:
+
+    rule:
+        name:
+            f"study_{_study}"
+        input:
+            plan="results/plan.json",
+            runs="results/tables/runs.csv",
+            scaling=["results/benchmarks/scaling.csv"] if _study == "scaling" else [],
+        output:
+            table=report(
+                f"results/tables/{_study}.csv",
+                caption=f"../report/{_study}.rst",
+                category="Tables",
+            ),
+            figure=report(
+                f"results/figures/{_study}.png",
+                caption=f"../report/{_study}.rst",
+                category="Figures",
+            ),
+        params:
+            study=_study,
+            extra=lambda wc, input: f"--scaling {input.scaling}" if input.scaling else "",
+        log:
+            f"logs/report/{_study}.log",
+        benchmark:
+            f"results/benchmarks/rules/report/{_study}.tsv"
+        conda:
+            "../../envs/scgraphbench.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=15,
+        group:
+            "report"
+        shell:
+            "python -m scgraphbench study --name {params.study} --plan {input.plan} "
+            "--runs {input.runs} {params.extra} --table {output.table} "
+            "--figure {output.figure} > {log} 2>&1"
 
 
 rule claims:
@@ -118,17 +121,70 @@ rule claims:
         "--out {output} > {log} 2>&1"
 
 
+rule figures:
+    input:
+        plan="results/plan.json",
+        runs="results/tables/runs.csv",
+        claims="results/tables/claims.csv",
+        scaling=lambda wc: ["results/benchmarks/scaling.csv"] if "scaling" in enabled_studies()
+        else [],
+        kernel=lambda wc: ["results/benchmarks/attention_cost.csv"]
+        if bench_setting("enabled", False)
+        else [],
+    output:
+        frontier=report(
+            "results/figures/frontier.png",
+            caption="../report/frontier.rst",
+            category="0. Summary",
+        ),
+        crossover=report(
+            "results/figures/crossover.png",
+            caption="../report/crossover.rst",
+            category="0. Summary",
+        ),
+        verdicts=report(
+            "results/figures/verdicts.png",
+            caption="../report/verdicts.rst",
+            category="0. Summary",
+        ),
+        table="results/tables/crossover.csv",
+    params:
+        extra=lambda wc, input: " ".join(
+            [f"--scaling {input.scaling}"] * bool(input.scaling)
+            + [f"--kernel {input.kernel}"] * bool(input.kernel)
+        ),
+    log:
+        "logs/report/figures.log",
+    benchmark:
+        "results/benchmarks/rules/report/figures.tsv"
+    conda:
+        "../../envs/scgraphbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    group:
+        "report"
+    shell:
+        "python -m scgraphbench figures --plan {input.plan} --runs {input.runs} "
+        "--claims {input.claims} {params.extra} --out-dir results/figures "
+        "--crossover {output.table} > {log} 2>&1"
+
+
 rule summary:
     input:
         plan="results/plan.json",
         claims="results/tables/claims.csv",
         runs="results/tables/runs.csv",
+        crossover="results/tables/crossover.csv",
+        intro=os.path.join(workflow.basedir, "workflow/report/workflow.rst"),
     output:
-        report(
+        md=report(
             "results/summary.md",
             caption="../report/summary.rst",
             category="0. Summary",
         ),
+        rst="results/summary.rst",
     log:
         "logs/report/summary.log",
     benchmark:
@@ -143,4 +199,5 @@ rule summary:
         "report"
     shell:
         "python -m scgraphbench summary --plan {input.plan} --claims {input.claims} "
-        "--runs {input.runs} --out {output} > {log} 2>&1"
+        "--runs {input.runs} --crossover {input.crossover} --out {output.md} "
+        "--rst {output.rst} --intro {input.intro} > {log} 2>&1"

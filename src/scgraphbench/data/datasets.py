@@ -29,7 +29,13 @@ import pandas as pd
 
 from scgraphbench.data import readers
 from scgraphbench.data.builtin import pbmc68k_reduced_counts
-from scgraphbench.data.prepare import prepare_annotation, prepare_gears, stratified_split
+from scgraphbench.data.prepare import (
+    check_classes,
+    labelled_cells,
+    prepare_annotation,
+    prepare_gears,
+    stratified_split,
+)
 from scgraphbench.data.registry import REGISTRY, DatasetInfo
 from scgraphbench.data.sources import (  # noqa: F401  (re-exported)
     DEFAULT_ROOT,
@@ -68,6 +74,12 @@ def _common(name: str, s: dict[str, Any]) -> dict[str, Any]:
     return dict(dataset=name, seed=split_seed(s), n_top_genes=s.get("n_top_genes"))
 
 
+def _label_options(s: dict[str, Any]) -> dict[str, Any]:
+    """The entry's handling of unlabelled cells and of classes too small to split."""
+    return dict(on_bad_label=s.get("on_bad_label", "drop"),
+                small_classes=s.get("small_classes", "error"))
+
+
 def prepare_dataset(
     name: str,
     spec: dict[str, Any],
@@ -89,6 +101,7 @@ def prepare_dataset(
             source="scanpy.datasets.pbmc68k_reduced",
             val_fraction=float(s.get("val_fraction", 0.15)),
             test_fraction=float(s.get("test_fraction", 0.15)),
+            **_label_options(s),
             **_common(name, s),
         )
     if source in REGISTRY:
@@ -292,13 +305,20 @@ def _prepare_pair(
             part.layers[counts_layer] = adata[:, genes].layers[counts_layer]
         part.obs_names = [f"{tag}-{c}" for c in part.obs_names]
         parts.append(part)
-    combined = ad.concat(parts, merge=None)
+    # The reference file is split into train/val here; the test file is the test split.
+    # A reference class too small for val stays in train by default: it is still learnt,
+    # and its cells in the test file are still evaluated.
+    options = _label_options(s)
+    options["small_classes"] = s.get("small_classes", "train")
+    val_fraction = float(s.get("val_fraction", 0.25))
     labels_train = parts[0].obs["_label"]
-    split_train = np.full(parts[0].n_obs, "train", dtype=object)
-    ok = ~labels_train.isna().to_numpy()
-    split_train[ok] = stratified_split(
-        labels_train[ok], float(s.get("val_fraction", 0.25)), 0.0, split_seed(s)
-    )
+    ok = labelled_cells(labels_train, train_src, options["on_bad_label"])
+    ok[ok] = check_classes(labels_train[ok], val_fraction, 0.0, train_src,
+                           options["small_classes"])
+    parts[0] = parts[0][ok].copy()
+    combined = ad.concat(parts, merge=None)
+    split_train = stratified_split(parts[0].obs["_label"], val_fraction, 0.0,
+                                   split_seed(s))
     split = np.concatenate([split_train, np.full(parts[1].n_obs, "test", dtype=object)])
     return prepare_annotation(
         combined,
@@ -308,6 +328,7 @@ def _prepare_pair(
         test_fraction=0.0,
         source=f"{train_src} + {test_src}",
         counts_layer=counts_layer,
+        on_bad_label=options["on_bad_label"],
         **_common(name, s),
     )
 
@@ -339,6 +360,7 @@ def _prepare_h5ad(name: str, s: dict[str, Any]) -> ad.AnnData:
         counts_layer=s.get("counts_layer"),
         val_fraction=float(s.get("val_fraction", 0.15)),
         test_fraction=float(s.get("test_fraction", 0.15)),
+        **_label_options(s),
         **_common(name, s),
     )
 
@@ -387,6 +409,7 @@ def _prepare_10x(name: str, s: dict[str, Any]) -> ad.AnnData:
         source=str(path),
         val_fraction=float(s.get("val_fraction", 0.15)),
         test_fraction=float(s.get("test_fraction", 0.15)),
+        **_label_options(s),
         **_common(name, s),
     )
 
@@ -405,6 +428,7 @@ def _annotate_pbmc3k(name: str, s: dict[str, Any], counts: ad.AnnData, source: s
         source=source,
         val_fraction=float(s.get("val_fraction", 0.15)),
         test_fraction=float(s.get("test_fraction", 0.2)),
+        **_label_options(s),
         **_common(name, s),
     )
     out.uns["scgraphbench"]["annotation"] = {

@@ -26,7 +26,7 @@ from typing import IO, Any
 from scgraphbench.data.registry import Archive, DatasetInfo, Member, get_dataset
 from scgraphbench.download import check_sha256, download, sha256_file
 from scgraphbench.errors import ScgbError
-from scgraphbench.io import read_json, write_json
+from scgraphbench.io import atomic_path, read_json, temp_dir_beside, write_json
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +84,8 @@ def _member_names(names: list[str], basename: str) -> list[str]:
 
 def _copy_stream(src: IO[bytes], dest: Path) -> None:
     """Stream to a temp sibling, then rename: a failed extraction leaves nothing behind."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(dest, suffix=".part") as tmp, open(tmp, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def _find_in_zip(zf: zipfile.ZipFile, basename: str, dest: Path, hint: str, depth: int = 0) -> bool:
@@ -124,8 +118,7 @@ def _find_in_zip(zf: zipfile.ZipFile, basename: str, dest: Path, hint: str, dept
 
 def _extract_tar_dir(path: Path, prefix: str, dest: Path) -> None:
     """Extract the members under ``prefix`` into ``dest`` (atomic: temp folder, then rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    tmp = temp_dir_beside(dest)
     try:
         with tarfile.open(path, "r:*") as tf:
             members = [

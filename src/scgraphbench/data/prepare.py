@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-from sklearn.model_selection import train_test_split
 
 from scgraphbench.data import gears
 from scgraphbench.errors import ScgbError
@@ -135,28 +134,175 @@ def require_column(
     return adata.obs[column]
 
 
+ON_BAD_LABEL = ("drop", "error")
+SMALL_CLASSES = ("error", "drop", "train")
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...], source: str) -> None:
+    """A dataset option that takes one of a few words."""
+    if value not in choices:
+        raise ScgbError(
+            f"{option} must be one of {list(choices)}, not '{value}'",
+            path=source,
+            field=option,
+            fix=f"use {' or '.join(choices)}",
+        )
+
+
+def missing_labels(labels: pd.Series) -> np.ndarray:
+    """True where a cell has no label: NaN/None, an empty or a whitespace-only string."""
+    labels = pd.Series(labels)
+    nan = labels.isna().to_numpy()
+    blank = labels.astype(object).map(lambda v: isinstance(v, str) and not v.strip()).to_numpy()
+    return nan | blank.astype(bool)
+
+
+def labelled_cells(
+    labels: pd.Series, source: str, on_bad_label: str = "drop", field: str = "label_key"
+) -> np.ndarray:
+    """Mask of the cells that have a label; the others are dropped with a count in the log,
+    or, with ``on_bad_label='error'``, rejected."""
+    check_choice("on_bad_label", on_bad_label, ON_BAD_LABEL, source)
+    labels = pd.Series(labels)
+    missing = missing_labels(labels)
+    if not missing.any():
+        return ~missing
+    n_nan = int(labels.isna().sum())
+    n_blank = int(missing.sum()) - n_nan
+    what = (f"{int(missing.sum())} of {_n(len(labels), 'cell')} have no label ({n_nan} missing/NaN, "
+            f"{n_blank} empty or whitespace-only)")
+    if on_bad_label == "error":
+        examples = [str(i) for i in labels.index[missing][:3]]
+        raise ScgbError(
+            f"{what}, e.g. cells {examples}",
+            path=source,
+            field=field,
+            fix="fill in their labels, or set on_bad_label: drop for this dataset to drop "
+            "those cells (the count is logged)",
+        )
+    log.warning("%s: %s; dropped them (on_bad_label: error stops instead)", source, what)
+    return ~missing
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 cell', '2 cells', '1 class', '3 classes'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun == 'class' else 's'}"
+
+
+def min_cells_per_class(val_fraction: float, test_fraction: float) -> int:
+    """Cells a class needs to have one in train and in each split with a fraction > 0."""
+    return 1 + (val_fraction > 0) + (test_fraction > 0)
+
+
+def _split_names(val_fraction: float, test_fraction: float) -> str:
+    names = ["train"] + ["val"] * (val_fraction > 0) + ["test"] * (test_fraction > 0)
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+
+
+def check_classes(
+    labels: pd.Series,
+    val_fraction: float,
+    test_fraction: float,
+    source: str,
+    small_classes: str = "error",
+    field: str = "label_key",
+) -> np.ndarray:
+    """Check the labels can be split as asked, before any split is drawn; returns the mask
+    of the cells kept.
+
+    A class needs :func:`min_cells_per_class` cells (3 with both fractions > 0) so that
+    :func:`stratified_split` can put one in each split. Smaller classes are an error, or
+    with ``small_classes='drop'`` dropped (logged), or with ``'train'`` kept in training only
+    (never evaluated). At least two classes must reach every split, else there is nothing to
+    classify.
+    """
+    check_choice("small_classes", small_classes, SMALL_CLASSES, source)
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac < 1.0:
+            raise ScgbError(f"{name} = {frac} is not in [0, 1)", path=source, field=name,
+                            fix="use e.g. 0.15")
+    if val_fraction + test_fraction >= 1.0:
+        raise ScgbError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves no "
+            "training cells",
+            path=source,
+            field="val_fraction",
+            fix="make their sum smaller than 1, e.g. 0.15 each",
+        )
+    labels = pd.Series(np.asarray(labels, dtype=str))
+    counts = labels.value_counts()
+    need = min_cells_per_class(val_fraction, test_fraction)
+    splits = _split_names(val_fraction, test_fraction)
+    if len(counts) < 2:
+        only = (f"'{counts.index[0]}' ({_n(int(counts.iloc[0]), 'cell')})" if len(counts)
+                else "none")
+        raise ScgbError(
+            f"only {_n(len(counts), 'class')}: {only}; cell-type annotation needs at least two",
+            path=source,
+            field=field,
+            fix="check label_key names the cell-type column, or add cells of other types",
+        )
+    small = counts[counts < need]
+    large = counts[counts >= need]
+    sizes = ", ".join(f"'{k}': {_n(int(v), 'cell')}" for k, v in small.items())
+    rule = (f"with val_fraction {val_fraction:g} and test_fraction {test_fraction:g} a class "
+            f"needs at least {need} cells, one each in {splits}")
+    if len(large) < 2:
+        raise ScgbError(
+            f"{len(large)} of {_n(len(counts), 'class')} have enough cells to appear in "
+            f"every split ({rule}); too small: {sizes}",
+            path=source,
+            field=field,
+            fix="use a dataset with more cells per class, or smaller val/test fractions "
+            "(0 skips that split)",
+        )
+    keep = np.ones(len(labels), dtype=bool)
+    if len(small):
+        if small_classes == "error":
+            raise ScgbError(
+                f"{_n(len(small), 'class')} too small to appear in every split: {sizes} "
+                f"({rule})",
+                path=source,
+                field=field,
+                fix="set small_classes: drop for this dataset (drop those cells) or "
+                "small_classes: train (keep them in training only, never evaluated), or merge "
+                "them into a larger class",
+            )
+        if small_classes == "drop":
+            keep = ~labels.isin(small.index).to_numpy()
+            log.warning("%s: dropped %s of %s too small to split: %s", source,
+                        _n(int((~keep).sum()), "cell"), _n(len(small), "class"), sizes)
+        else:
+            log.warning("%s: %s too small to split kept in train only (never evaluated): %s",
+                        source, _n(len(small), "class"), sizes)
+    return keep
+
+
 def stratified_split(
     labels: pd.Series, val_fraction: float, test_fraction: float, seed: int
 ) -> np.ndarray:
-    """Stratified train/val/test assignment; classes too small to stratify go to train."""
-    labels = pd.Series(np.asarray(labels, dtype=str))
+    """Stratified train/val/test assignment, a pure function of its arguments.
+
+    Each class of n cells gets round(n * test_fraction) test and round(n * val_fraction)
+    val cells, at least one each where the fraction is > 0 and at most what leaves one
+    train cell, drawn at random (``seed``). Classes with fewer than
+    :func:`min_cells_per_class` cells go wholly to train; :func:`check_classes` decides
+    beforehand whether that is allowed.
+    """
+    labels = np.asarray(labels, dtype=str)
     split = np.full(len(labels), "train", dtype=object)
-    idx = np.arange(len(labels))
-    counts = labels.value_counts()
-    strat_ok = labels.map(counts).to_numpy() >= 3
-    pool = idx[strat_ok]
-    if test_fraction > 0:
-        rest, test = train_test_split(
-            pool, test_size=test_fraction, random_state=seed, stratify=labels.iloc[pool]
-        )
-        split[test] = "test"
-        pool = rest
-    if val_fraction > 0:
-        frac = val_fraction / (1.0 - test_fraction)
-        _, val = train_test_split(
-            pool, test_size=frac, random_state=seed + 1, stratify=labels.iloc[pool]
-        )
-        split[val] = "val"
+    need = min_cells_per_class(val_fraction, test_fraction)
+    rng = np.random.default_rng(seed)
+    for label in sorted(set(labels)):
+        cells = rng.permutation(np.flatnonzero(labels == label))
+        n = len(cells)
+        if n < need:
+            continue
+        n_test = min(max(round(n * test_fraction), 1), n - need + 1) if test_fraction > 0 else 0
+        n_val = (min(max(round(n * val_fraction), 1), n - n_test - 1)
+                 if val_fraction > 0 else 0)
+        split[cells[:n_test]] = "test"
+        split[cells[n_test : n_test + n_val]] = "val"
     return split
 
 
@@ -232,6 +378,16 @@ def finalise(
     if "label" in adata.obs:
         adata.obs["label"] = adata.obs["label"].astype(str).astype("category")
         train_labels = set(adata.obs.loc[adata.obs["split"] == "train", "label"])
+        if len(train_labels) < 2:
+            counts = adata.obs["label"].value_counts()
+            sizes = ", ".join(f"'{k}': {_n(int(v), 'cell')}" for k, v in counts.items())
+            raise ScgbError(
+                f"only {_n(len(train_labels), 'class')} in the training split ({sizes}); "
+                "cell-type annotation needs at least two",
+                path=source,
+                field="label",
+                fix="check label_key names the cell-type column, or add cells of other types",
+            )
         unseen = sorted(set(adata.obs["label"]) - train_labels)
         if unseen:
             raise ScgbError(
@@ -298,22 +454,30 @@ def prepare_annotation(
     source: str,
     split: np.ndarray | None = None,
     counts_layer: str | None = None,
+    on_bad_label: str = "drop",
+    small_classes: str = "error",
 ) -> ad.AnnData:
     """Counts (or log-normalised) AnnData + label column -> prepared annotation AnnData.
 
     ``split``: a given per-cell split (values train/val/test), e.g. the scGPT train/test
     files; val/test cells whose label never occurs in train are then dropped and counted in
-    ``uns['scgraphbench']['dropped_unseen_labels']``. Without it the split is stratified.
+    ``uns['scgraphbench']['dropped_unseen_labels']``. Without it the split is stratified
+    (:func:`stratified_split`) after :func:`check_classes` (``small_classes``).
+    ``on_bad_label``: cells with a NaN, empty or whitespace-only label are dropped and
+    counted (``drop``) or rejected (``error``).
     """
     check_expression(adata, source)
     labels = require_column(adata, label_key, source)
-    keep = ~labels.isna().to_numpy()
+    keep = labelled_cells(labels, source, on_bad_label)
     if split is not None:
         split = np.asarray(split, dtype=object)
     if not keep.all():
-        log.warning("%s: dropped %d cells with no label", source, int((~keep).sum()))
         adata, labels = adata[keep], labels[keep]
         split = split[keep] if split is not None else None
+    if split is None:
+        keep = check_classes(labels, val_fraction, test_fraction, source, small_classes)
+        if not keep.all():
+            adata, labels = adata[keep], labels[keep]
     dropped: dict[str, int] = {}
     if split is not None:
         bad = sorted(set(split) - set(SPLITS))
@@ -378,13 +542,7 @@ def prepare_gears(
     - Other ``uns`` entries of the source (e.g. a generator's ground truth) are carried over;
       GEARS' own DE caches are not (``top20_de`` replaces them).
     """
-    if on_missing_gene not in ("drop", "error"):
-        raise ScgbError(
-            f"on_missing_gene must be 'drop' or 'error', not '{on_missing_gene}'",
-            path=source,
-            field="on_missing_gene",
-            fix="use drop or error",
-        )
+    check_choice("on_missing_gene", on_missing_gene, ("drop", "error"), source)
     check_expression(adata, source)
     conditions = require_column(adata, "condition", source, field="condition").astype(str)
     var_names = (

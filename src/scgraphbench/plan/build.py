@@ -366,9 +366,11 @@ def build_plan(config: dict[str, Any]) -> Plan:
                 skipped)
     for name, model in models.items():
         plan.settings[(name, DEFAULT)] = Setting(DEFAULT)
+        default = apply_setting(model, config["train"], plan.settings[(name, DEFAULT)])
         for s in tuning_settings(config.get("tuning"), model):
-            apply_setting(model, config["train"], s)  # grid values checked now
-            plan.settings[(name, s.name)] = s
+            # grid values are checked now; a point equal to the default is the default run
+            if apply_setting(model, config["train"], s) != default:
+                plan.settings[(name, s.name)] = s
     _check_baselines(plan)
     plan.runs = _expand_runs(plan)
     from scgraphbench.plan.comparisons import declare_comparisons

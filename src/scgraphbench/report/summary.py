@@ -10,6 +10,7 @@ out (collapsed runs, untestable claims).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -97,33 +98,92 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_summary(plan_json: str, claims_csv: str, runs_csv: str, out: str) -> str:
-    plan = read_json(plan_json)
-    claims = pd.read_csv(claims_csv)
-    runs = pd.read_csv(runs_csv)
+def crossover_lines(crossover_csv: str | None, plan: dict[str, Any]) -> list[str]:
+    """Where each graph or efficient-attention model's step gets cheaper than dense."""
+    if not crossover_csv:
+        return []
+    table = pd.read_csv(crossover_csv)
+    groups = {m: s["group"] for m, s in plan.get("models", {}).items()}
+    keep = table["family"].map(groups).isin([*GRAPH_MODEL_GROUPS, "efficient"])
+    lines = []
+    for _, r in table[keep & (table["cost"] == "time_per_step_s")].iterrows():
+        n = r["cheaper_from_genes"]
+        where = (f"from about {n:.0f} genes per cell on" if not math.isnan(n) else
+                 "at no size measured")
+        lines.append(f"- {r['family']}: a training step is cheaper than {r['reference']}'s "
+                     f"{where} ({r['measurement']}).")
+    return lines
+
+
+def summary_sections(plan: dict[str, Any], claims: pd.DataFrame, runs: pd.DataFrame,
+                     crossover_csv: str | None = None) -> list[tuple[str, list[str]]]:
+    """(heading, paragraphs and bullet lines) of the summary, in reading order."""
     single = claims.groupby("family")["comparison"].transform("size") == 1
+    claims = claims.copy()
     claims.loc[single, "family"] = claims.loc[single, "comparison"]
     paper = claims[claims["table"] == "claims"]
     checks = claims[claims["table"] == "engine_check"]
     n_collapsed = int(runs["collapsed"].astype(bool).sum()) if "collapsed" in runs else 0
     reps = sorted({int(v["replicates"]) for v in plan.get("datasets", {}).values()})
-    text = ["# scgraphbench: the answer", "",
-            "Do gene-graph models match the dense Transformer, at what cost, and does the "
-            "gene-graph prior beat a random graph of the same degrees? Numbers are test "
-            "metrics averaged over replicates (train/val/test splits: "
-            f"{', '.join(map(str, reps))} per dataset); anything chosen was chosen on "
-            "validation.", "", "## Per dataset", "", *dataset_lines(runs, plan), "",
-            "## The papers' claims", "", *claim_lines(paper), ""]
+    sections = [
+        ("scgraphbench: the answer",
+         ["Do gene-graph models match the dense Transformer, at what cost, and does the "
+          "gene-graph prior beat a random graph of the same degrees? Numbers are test "
+          "metrics averaged over replicates (train/val/test splits: "
+          f"{', '.join(map(str, reps))} per dataset); anything chosen was chosen on "
+          "validation."]),
+        ("The papers' claims", claim_lines(paper)),
+        ("Per dataset", dataset_lines(runs, plan)),
+    ]
+    cross = crossover_lines(crossover_csv, plan)
+    if cross:
+        sections.append(("Where graph models get cheaper", cross))
     if not checks.empty:
-        text += ["## Engine checks (planted data)", "",
-                 "A planted regulatory prior must come out `supported`, a shuffled one must "
-                 "not:", "", *claim_lines(checks), ""]
-    text += ["## Read with care", "",
-             f"- {n_collapsed} run(s) collapsed (never trained) and were left out of every "
-             "number.",
-             "- `inconclusive` means the replicates could not tell; it is not a refutation. "
-             "See `claims.md` for p-values (raw and Holm-adjusted), the smallest detectable "
-             "effect and each rule in words.", ""]
-    md = "\n".join(text)
+        sections.append(("Engine checks (planted data)",
+                         ["A planted regulatory prior must come out `supported`, a shuffled "
+                          "one must not:", *claim_lines(checks)]))
+    sections.append(("Read with care", [
+        f"- {n_collapsed} run(s) collapsed (never trained) and were left out of every "
+        "number.",
+        "- `inconclusive` means the replicates could not tell; it is not a refutation. "
+        "See `claims.md` for p-values (raw and Holm-adjusted), the smallest detectable "
+        "effect and each rule in words."]))
+    return sections
+
+
+def as_markdown(sections: list[tuple[str, list[str]]]) -> str:
+    out = []
+    for i, (head, lines) in enumerate(sections):
+        out += [("# " if i == 0 else "## ") + head, ""]
+        for line in lines:
+            out += [line] if line.startswith("- ") else [line, ""]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def as_rst(sections: list[tuple[str, list[str]]], intro: str = "") -> str:
+    """The same summary as reStructuredText, for the Snakemake report's front page."""
+    out = []
+    for i, (head, lines) in enumerate(sections):
+        out += [head, ("=" if i == 0 else "-") * len(head), ""]
+        if i == 0 and intro:
+            out += [intro.strip(), ""]
+        for line in lines:
+            text = line.replace("`", "``")
+            out += [text] if text.startswith("- ") else [text, ""]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_summary(plan_json: str, claims_csv: str, runs_csv: str, out: str,
+                  crossover_csv: str | None = None, rst_out: str | None = None,
+                  intro: str | None = None) -> str:
+    """``out`` (Markdown) and, with ``rst_out``, the report's front page (``intro``: the
+    workflow's own description, kept under the answer)."""
+    sections = summary_sections(read_json(plan_json), pd.read_csv(claims_csv),
+                                pd.read_csv(runs_csv), crossover_csv)
+    md = as_markdown(sections)
     write_text(out, md)
+    if rst_out:
+        write_text(rst_out, as_rst(sections, Path(intro).read_text() if intro else ""))
     return md

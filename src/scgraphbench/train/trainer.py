@@ -174,8 +174,10 @@ class Trainer:
             "state": self.state.__dict__,
             "fingerprint": self.fingerprint,
         }
-        with atomic_path(self.checkpoint, suffix=".pt") as tmp:
-            torch.save(blob, tmp)
+        # through a Python file: a full disk then raises OSError(ENOSPC), which atomic_path
+        # reports by name; torch.save(blob, path) raises an opaque RuntimeError instead
+        with atomic_path(self.checkpoint, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+            torch.save(blob, fh)
 
     def try_resume(self) -> bool:
         if self.checkpoint is None or not self.checkpoint.exists():
