@@ -273,7 +273,7 @@ def test_forbidden_output_folder_fails_before_the_work(tmp_path, capsys, monkeyp
     import scgraphbench.train.run as run
 
     calls: list[str] = []
-    monkeypatch.setattr(run, "run_training", lambda *a, **k: calls.append("work"))
+    monkeypatch.setattr(run, "run", lambda *a, **k: calls.append("work"))
     out = tmp_path / "runs" / "r0"
     out.mkdir(parents=True)
     refuse_writes_under(monkeypatch, out, errno.EACCES)
