@@ -15,7 +15,9 @@ Generative model (all draws from ``numpy.random.default_rng(seed)``):
    their activity, ``a = -sum_{p in P} e_p``. The shift of every gene's log expression is
    ``delta = max_shift * tanh(effect_size * M a / max_shift)`` (saturating, so the genes that
    two perturbations share respond sub-additively in a combination), and each perturbed gene
-   itself is knocked down: ``delta_p = log(1 - knockdown)``.
+   itself is knocked down: ``delta_p = log(1 - knockdown)``. With ``combination="additive"``
+   a combination's shift is instead the sum of its single perturbations' shifts, exactly
+   (the null model of the additive baseline; knock-downs add up too).
 4. **Cells.** Each cell has intrinsic activity fluctuations ``u ~ N(0, state_sd^2)`` per gene
    (zero at its perturbed genes) that also travel through the GRN:
    ``s = u + effect_size * M u``. This gives control cells GRN-shaped co-expression, so a
@@ -54,6 +56,8 @@ import scipy.sparse as sp
 
 from scgraphbench.errors import ScgbError
 
+COMBINATIONS = ("saturating", "additive")
+
 
 def _check(params: dict[str, Any]) -> None:
     def bad(field: str, why: str, fix: str) -> ScgbError:
@@ -89,6 +93,9 @@ def _check(params: dict[str, Any]) -> None:
             raise bad(key, f"= {params[key]} is not positive", "use a value > 0")
     if int(params["hops"]) < 1:
         raise bad("hops", f"= {params['hops']} is below 1", "use 1 or more")
+    if params["combination"] not in COMBINATIONS:
+        raise bad("combination", f"= {params['combination']!r} is not known",
+                  f"use one of {', '.join(COMBINATIONS)}")
 
 
 def random_grn(
@@ -181,10 +188,13 @@ def synthetic_perturbation_adata(
     dispersion: float = 5.0,
     cell_type: str = "synthetic",
     de_genes: bool = True,
+    combination: str = "saturating",
 ) -> ad.AnnData:
     """Generate the dataset described in the module docstring (GEARS layout, ground truth in
     ``uns``). ``n_combos`` two-gene combinations are drawn among the perturbed genes, whose
-    single perturbations are all present too. ``de_genes=False`` skips the DE ranking."""
+    single perturbations are all present too. ``combination`` is ``"saturating"`` (one tanh
+    over the summed activity) or ``"additive"`` (the sum of the singles' shifts).
+    ``de_genes=False`` skips the DE ranking."""
     params = dict(
         n_genes=n_genes,
         n_perturbations=n_perturbations,
@@ -202,6 +212,7 @@ def synthetic_perturbation_adata(
         library_size=library_size,
         dispersion=dispersion,
         cell_type=cell_type,
+        combination=combination,
     )
     _check(params)
     rng = np.random.default_rng(seed)
@@ -225,9 +236,11 @@ def synthetic_perturbation_adata(
 
     effects, counts, cond_of_cell = {}, [], []
     for name, genes in conditions:
-        delta = condition_effect(
-            genes, M, effect_size=effect_size, max_shift=max_shift, knockdown=knockdown
-        )
+        effect = dict(effect_size=effect_size, max_shift=max_shift, knockdown=knockdown)
+        if combination == "additive":
+            delta = sum((condition_effect([g], M, **effect) for g in genes), np.zeros(n_genes))
+        else:
+            delta = condition_effect(genes, M, **effect)
         effects[name] = delta
         n_cells = n_control if name == "ctrl" else cells_per_perturbation
         u = rng.normal(0.0, state_sd, size=(n_cells, n_genes))

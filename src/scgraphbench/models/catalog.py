@@ -267,6 +267,20 @@ BUILTIN: dict[str, FamilySpec] = {
             summary="predicts the mean of the training control cells (no effect)",
         ),
         FamilySpec(
+            "additive_baseline", _PKG + "additive_baseline", tasks=("perturbation",),
+            interface="arrays", group="baseline",
+            summary="control mean + the single perturbations' effects (Ahlmann-Eltze 2025)",
+        ),
+        FamilySpec(
+            "linear_baseline", _PKG + "linear_baseline", tasks=("perturbation",),
+            interface="arrays", group="baseline",
+            summary="change = G W Pᵀ + b on PCA gene embeddings, ridge (Ahlmann-Eltze 2025)",
+            params=(
+                _int("n_components", 10, "PCA dimensions K of the gene embedding"),
+                _float("ridge", 0.1, "ridge penalty λ on both sides", minimum=0.0),
+            ),
+        ),
+        FamilySpec(
             "mlp", _PKG + "mlp", group="baseline", summary="MLP on the expression vector",
             params=(
                 _int("d_model", 32, "embedding width"),

@@ -9,7 +9,9 @@
 ``arrays`` families subclass :class:`ArrayEstimator`: ``fit`` and ``predict`` on numpy
 arrays (annotation: ``fit(X, y)``, ``predict(X) -> class ids``, ``embed(X) -> (cells, d)``;
 perturbation: ``fit(x, pert, y)``, ``predict(x, pert) -> (cells, genes)``), and
-``n_parameters()``. ``report()`` may return extra numbers for metrics.json.
+``n_parameters()``. ``report()`` may return extra numbers for metrics.json: the runner calls
+it right after the test predictions and writes it under the family's name (runs.csv
+flattens it to ``<family>/<key>`` columns).
 
 Both are built as ``Family(ctx, **params)`` with the parameters their catalog row declares,
 already checked and completed with the declared defaults (:mod:`.catalog`).

@@ -8,16 +8,48 @@
 
 Both follow the non-torch family protocol of the perturbation task: ``fit(x, pert, y)`` on
 training pairs (control input, perturbation flags, perturbed target) and
-``predict(x, pert) -> (cells, genes)``.
+``predict(x, pert) -> (cells, genes)``. :func:`pseudobulk` (mean target per distinct flag
+row, i.e. per condition) is shared with the additive and linear baselines.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from scgraphbench.errors import ScgbError
 from scgraphbench.models.contract import ArrayEstimator
 from scgraphbench.models.registry import ModelContext, register
+
+
+def flag_groups(pert: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct perturbations among the rows of ``pert`` (cells, genes): each as the
+    sorted tuple of its perturbed gene indices (controls: ``()``), and each row's group."""
+    flags = sp.csr_matrix(np.asarray(pert) != 0)
+    index: dict[tuple[int, ...], int] = {}
+    inverse = np.empty(flags.shape[0], dtype=np.int64)
+    for i in range(flags.shape[0]):
+        key = tuple(int(g) for g in flags.indices[flags.indptr[i]:flags.indptr[i + 1]])
+        inverse[i] = index.setdefault(key, len(index))
+    return list(index), inverse
+
+
+def condition_name(gene_names: list[str], genes: tuple[int, ...]) -> str:
+    """A group's GEARS-style name: ``A+ctrl`` for a single, ``A+B`` (gene order) otherwise."""
+    names = [gene_names[g] for g in genes]
+    return f"{names[0]}+ctrl" if len(names) == 1 else "+".join(names) or "ctrl"
+
+
+def pseudobulk(pert: np.ndarray, y: np.ndarray
+               ) -> tuple[list[tuple[int, ...]], np.ndarray, np.ndarray]:
+    """Mean target per distinct perturbation: (groups as in :func:`flag_groups`, means
+    (groups, genes) float64, cells per group)."""
+    groups, inverse = flag_groups(pert)
+    means = np.empty((len(groups), y.shape[1]))
+    counts = np.bincount(inverse, minlength=len(groups))
+    for k in range(len(groups)):
+        means[k] = y[inverse == k].mean(0, dtype=np.float64)
+    return groups, means, counts
 
 
 class _MeanPredictor(ArrayEstimator):

@@ -7,8 +7,9 @@ cost, attention probe -> outputs, each written atomically.
 
 ``metrics.json`` holds the scores, ``best_val_score`` (the score any choice on validation
 uses), cost, params, train settings, environment, history and the ``meta`` labels (dataset,
-replicate, model, graph, setting, seed) the workflow passes. A checkpoint is resumed when
-present and written for the same inputs (the fingerprint).
+replicate, model, graph, setting, seed) the workflow passes; an array estimator's
+``report()`` (read after its test predictions) goes under the family's name. A checkpoint
+is resumed when present and written for the same inputs (the fingerprint).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def run(
             _, train_time = timed(lambda: task.fit_estimator(model))
         score, info = task.val_score(task.predict_estimator(model, "val"))
         test, infer = timed(lambda: task.predict_estimator(model, "test"))
+        # what the estimator says about its fit and its test predictions (e.g. fallbacks)
+        report = model.report()
+        if report:
+            result[family] = report
         result.update({"train_time_s": train_time, "time_per_step_s": train_time,
                        "epoch_time_s": train_time, "epochs_run": 1, "steps": 1,
                        "best_epoch": 0, "best_val_score": score, **info})
