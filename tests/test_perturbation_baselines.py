@@ -285,3 +285,51 @@ def test_baselines_through_the_runner(gears_combos, tmp_path):
     assert sub["linear_baseline"]["unseen_single"] > sub["mean_baseline"]["unseen_single"]
     saved = json.loads((tmp_path / "additive_baseline" / "metrics.json").read_text())
     assert saved["additive_baseline"] == report
+
+
+# -- the perturbation table and figure -----------------------------------------------------
+def test_perturbation_study_shows_every_subgroup_and_the_fallbacks(tmp_path):
+    """The perturbation table has pearson_delta per GEARS subgroup for every model, the
+    baselines included; the figure has one panel per subgroup (and overall)."""
+    pytest.importorskip("scgraphbench.report.inference")  # the report stage's statistics
+    import pandas as pd
+
+    from scgraphbench.report.studies import study_perturbation
+
+    subgroups = {"combo_seen0": 1, "combo_seen1": 5, "combo_seen2": 3, "unseen_single": 6}
+    rows = []
+    for rep in range(3):
+        for model, family, graph, level in (("mean_baseline", "mean_baseline", "none", 0.1),
+                                            ("additive_baseline", "additive_baseline", "none",
+                                             0.5),
+                                            ("linear_baseline", "linear_baseline", "none", 0.4),
+                                            ("gnn_gcn", "gnn_gcn", "coexpr", 0.6)):
+            row = dict(task="perturbation", dataset="syn", replicate=rep, model=model,
+                       family=family, graph=graph, setting="default", setting_study="main",
+                       seed=0, collapsed=False, best_val_score=-1.0, pearson_delta=level + rep / 100,
+                       time_per_step_s=0.1)
+            for k, (g, n) in enumerate(subgroups.items()):
+                row[f"subgroups/{g}/pearson_delta"] = level + k / 10 + rep / 100
+                row[f"subgroups/{g}/n_perturbations"] = n
+            if family == "additive_baseline":
+                row.update({"additive_baseline/n_conditions": 15,
+                            "additive_baseline/n_fallback": 12 + rep,
+                            "additive_baseline/n_fallback_combinations": 6})
+            rows.append(row)
+    plan = {"datasets": {"syn": {"main": True}}, "settings": {}, "comparisons": []}
+    table, md, fig = study_perturbation(pd.DataFrame(rows), plan)
+    by_model = table.set_index("model")
+    for g in subgroups:
+        assert by_model[f"subgroups/{g}/pearson_delta_mean"].notna().all(), g
+    assert by_model.loc["linear_baseline", "subgroups/combo_seen2/pearson_delta_mean"] == \
+        pytest.approx(0.4 + 0.2 + 0.01)
+    assert "combo_seen2 (n=3)" in md and "unseen_single (n=6)" in md
+    per_subgroup = md.split("per GEARS subgroup")[1]
+    linear = next(line for line in per_subgroup.splitlines() if "linear_baseline" in line)
+    assert [c.strip() for c in linear.split("|")][4:8] == [
+        "0.41 ± 0.01", "0.51 ± 0.01", "0.61 ± 0.01", "0.71 ± 0.01"]
+    assert "13.0 of 15.0 test perturbations (6.0 combinations)" in md
+    panels = [ax.get_title() for ax in fig.axes]
+    assert panels == ["overall", *subgroups]
+    labels = {t.get_text() for t in fig.axes[0].get_yticklabels()}
+    assert labels == {"mean_baseline", "additive_baseline", "linear_baseline", "gnn_gcn · coexpr"}

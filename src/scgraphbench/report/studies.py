@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from scgraphbench.data.gears import SUBGROUPS  # noqa: E402
 from scgraphbench.errors import ScgbError  # noqa: E402
 from scgraphbench.io import atomic_path, write_table  # noqa: E402
 from scgraphbench.plan.comparisons import comparison_from_dict  # noqa: E402
@@ -188,14 +189,76 @@ def study_main(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
     return table, md, fig
 
 
+def subgroup_metrics(runs: pd.DataFrame, metric: str = "pearson_delta") -> dict[str, str]:
+    """GEARS subgroup -> its ``subgroups/<g>/<metric>`` column in runs.csv, for the
+    subgroups the runs have, in GEARS order."""
+    return {g: f"subgroups/{g}/{metric}" for g in SUBGROUPS
+            if f"subgroups/{g}/{metric}" in runs.columns}
+
+
+def fallback_note(runs: pd.DataFrame) -> str:
+    """What the additive baseline predicted with the train mean (its ``report()``), per
+    dataset: mean over replicates of the test perturbations and combinations that fell back."""
+    cols = ["additive_baseline/n_fallback", "additive_baseline/n_fallback_combinations",
+            "additive_baseline/n_conditions"]
+    sel = runs[runs["family"] == "additive_baseline"]
+    if sel.empty or not set(cols) <= set(sel.columns):
+        return ""
+    lines = [f"- {d}: {part[cols[0]].mean():.1f} of {part[cols[2]].mean():.1f} test "
+             f"perturbations ({part[cols[1]].mean():.1f} combinations) per replicate"
+             for d, part in sel.groupby("dataset")]
+    return ("\nThe additive baseline predicts a perturbation with a gene whose single "
+            "perturbation has no training cells with the train mean (as `mean_baseline`):\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def subgroup_figure(good: pd.DataFrame, groups: dict[str, str]) -> plt.Figure:
+    """pearson_delta per model, one panel per GEARS subgroup (and overall); bars are the
+    mean over replicates, error bars the std."""
+    cols = {"overall": "pearson_delta", **groups}
+    units = good.groupby(["model", "graph", *UNIT])[list(cols.values())].mean().reset_index()
+    units["label"] = label(units)
+    long = units.rename(columns={v: k for k, v in cols.items()}).melt(
+        id_vars=["label", *UNIT], value_vars=list(cols), var_name="subgroup",
+        value_name="value").dropna()
+    order = units.groupby("label")["pearson_delta"].mean().sort_values(ascending=False).index
+    grid = sns.catplot(data=long, kind="bar", y="label", x="value", hue="dataset",
+                       col="subgroup", col_order=[c for c in cols if c in set(long["subgroup"])],
+                       order=order, errorbar="sd", capsize=0.15, sharex=True,
+                       height=0.35 * len(order) + 1.5, aspect=0.9)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("pearson_delta on test perturbations", "model · gene graph")
+    return grid.figure
+
+
 def study_perturbation(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
-    table = comparison_table(runs, plan, "perturbation", PERTURBATION + ["time_per_step_s"],
+    """Every model on every perturbation dataset: the GEARS metrics overall and the
+    pearson_delta per GEARS subgroup (combo_seen0/1/2, unseen_single), the simple baselines
+    (train mean, control, additive, linear) beside the graph models."""
+    groups = subgroup_metrics(runs)
+    counts = {g: f"subgroups/{g}/n_perturbations" for g in groups}
+    table = comparison_table(runs, plan, "perturbation",
+                             PERTURBATION + ["time_per_step_s"] + list(groups.values())
+                             + [c for c in counts.values() if c in runs.columns],
                              "perturbation")
     if table.empty:
         return table, "no perturbation runs\n", empty_figure("no perturbation runs")
     extra = [c for c in table.columns if c.startswith(("delta_", "p_"))]
     md = markdown(table, ["dataset", "model", "graph"], PERTURBATION, extra)
+    if groups:
+        named = {}
+        for g, col in groups.items():
+            n = table.get(f"{counts[g]}_mean")
+            name = f"{g} (n={n.max():.3g})" if n is not None and n.notna().any() else g
+            named.update({f"{col}_mean": f"{name}_mean", f"{col}_std": f"{name}_std"})
+        per = markdown(table.rename(columns=named), ["dataset", "model", "graph"],
+                       [v[:-len("_mean")] for v in named.values() if v.endswith("_mean")])
+        md += ("\npearson_delta per GEARS subgroup, mean ± std over replicates (n: test "
+               "perturbations in the subgroup per replicate, the mean; the largest over datasets):\n\n" + per)
+    md += fallback_note(runs)
     good, _ = usable(main_runs(runs, plan, "perturbation"))
+    if groups:
+        return table, md, subgroup_figure(good, groups)
     metric = "pearson_delta_de" if "pearson_delta_de" in good else "pearson_delta"
     fig = bar(good, metric, f"{metric} on test perturbations, mean ± std over replicates")
     return table, md, fig
