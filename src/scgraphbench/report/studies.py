@@ -224,6 +224,7 @@ def subgroup_figure(good: pd.DataFrame, groups: dict[str, str]) -> plt.Figure:
     order = units.groupby("label")["pearson_delta"].mean().sort_values(ascending=False).index
     grid = sns.catplot(data=long, kind="bar", y="label", x="value", hue="dataset",
                        col="subgroup", col_order=[c for c in cols if c in set(long["subgroup"])],
+                       col_wrap=3,
                        order=order, errorbar="sd", capsize=0.15, sharex=True,
                        height=0.35 * len(order) + 1.5, aspect=0.9)
     grid.set_titles("{col_name}")
