@@ -252,5 +252,9 @@ def test_with_prepare_gears(tmp_path):
     prepared.write_h5ad(path)
     assert _cli(path, tmp_path / "run", "transformer", PARAMS, {**TRAIN, "epochs": 1}) == 0
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(m["subgroups"]) <= {"combo_seen0", "combo_seen1", "combo_seen2", "unseen_single"}
+    gears_groups = {"combo_seen0", "combo_seen1", "combo_seen2", "unseen_single"}
+    extra = m["subgroups"].pop("combo_singles_trained", None)
+    assert set(m["subgroups"]) <= gears_groups
     assert sum(g["n_perturbations"] for g in m["subgroups"].values()) == m["n_test_perturbations"]
+    if extra is not None:  # combinations whose singles both trained: a part of combo_seen2
+        assert 0 < extra["n_perturbations"] <= m["subgroups"]["combo_seen2"]["n_perturbations"]

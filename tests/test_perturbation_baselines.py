@@ -280,8 +280,11 @@ def test_baselines_through_the_runner(gears_combos, tmp_path):
     sub = {f: {g: v["pearson_delta"] for g, v in m["subgroups"].items()}
            for f, m in metrics.items()}
     assert set(sub["additive_baseline"]) == {"combo_seen0", "combo_seen1", "combo_seen2",
-                                             "unseen_single"}
+                                             "unseen_single", "combo_singles_trained"}
     assert sub["additive_baseline"]["combo_seen2"] > sub["mean_baseline"]["combo_seen2"] + 0.2
+    # where both singles trained, the additive baseline never falls back
+    trained = metrics["additive_baseline"]["subgroups"]["combo_singles_trained"]
+    assert trained["n_perturbations"] == sum(is_combo(c) and c not in fallback for c in conds)
     assert sub["linear_baseline"]["unseen_single"] > sub["mean_baseline"]["unseen_single"]
     saved = json.loads((tmp_path / "additive_baseline" / "metrics.json").read_text())
     assert saved["additive_baseline"] == report

@@ -90,14 +90,17 @@ def perturbation_table(
     return pd.DataFrame(rows, columns=["condition", "subgroup", "n_cells", *METRICS])
 
 
-def summarise(table: pd.DataFrame) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """(overall means, {subgroup: means + n_perturbations}) over the perturbations' rows."""
+def summarise(table: pd.DataFrame, extra: Mapping[str, set[str]] | None = None
+              ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(overall means, {subgroup: means + n_perturbations}) over the perturbations' rows;
+    ``extra`` adds groups given as sets of conditions (they may overlap the subgroups)."""
     overall = {m: float(table[m].mean()) if len(table) else float("nan") for m in METRICS}
     overall["n_perturbations"] = int(len(table))
     groups: dict[str, dict[str, float]] = {}
-    for name, part in table.groupby("subgroup", sort=True):
-        groups[str(name)] = {
-            **{m: float(part[m].mean()) for m in METRICS},
-            "n_perturbations": int(len(part)),
-        }
+    parts = [(str(n), p) for n, p in table.groupby("subgroup", sort=True)]
+    parts += [(n, table[table["condition"].isin(c)]) for n, c in (extra or {}).items()]
+    for name, part in parts:
+        if len(part):
+            groups[name] = {**{m: float(part[m].mean()) for m in METRICS},
+                            "n_perturbations": int(len(part))}
     return overall, groups

@@ -147,6 +147,9 @@ class PerturbationData:
     ctrl_mean: np.ndarray  # (genes,) mean of every control cell (GEARS deeper_analysis)
     de_idx: dict[str, np.ndarray]  # condition -> indices of its top-20 DE genes
     subgroup: dict[str, str]  # condition -> GEARS subgroup
+    # genes whose single perturbation has cells in the train split (GEARS' "seen" genes
+    # include singles its split moved to val)
+    singles_trained: set[str] = field(default_factory=set)
     cell_ids: dict[str, np.ndarray] = field(default_factory=dict)
 
     def condition_names(self, split: str) -> np.ndarray:
@@ -298,4 +301,6 @@ def perturbation_data(
         de_idx=de_idx,
         subgroup=subgroup,
         cell_ids=ids,
+        singles_trained={genes_of(c)[0] for c in set(condition[train_rows])
+                         if c != CTRL and len(genes_of(c)) == 1},
     )

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from scgraphbench.data.gears import genes_of
 from scgraphbench.evaluate.collapse import detect_collapse
 from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
 from scgraphbench.io import atomic_path
@@ -34,6 +35,7 @@ from scgraphbench.train.task import Task
 from scgraphbench.train.trainer import Batch, Trainer, minibatches
 
 _SPLIT_STREAM = {"val": 2, "test": 3}
+COMBO_SINGLES_TRAINED = "combo_singles_trained"
 
 
 def input_rows(data: PerturbationData, split: str, seed: int, epoch: int = 0) -> np.ndarray:
@@ -136,7 +138,11 @@ class PerturbationTask(Task):
         counts = {c: int((names == c).sum()) for c in conds}
         table = perturbation_table(conds, pred_mean, true_mean, d.ctrl_mean, d.de_idx,
                                    d.subgroup, counts)
-        overall, groups = summarise(table)
+        # combinations whose singles both have training cells: where the additive
+        # baseline needs no fallback (a subset of combo_seen2)
+        trained = {c for c in conds if len(genes_of(c)) == 2
+                   and set(genes_of(c)) <= d.singles_trained}
+        overall, groups = summarise(table, {COMBO_SINGLES_TRAINED: trained})
         prediction.scored = (table, overall, groups, conds, pred_mean, true_mean)
         return prediction.scored
 
