@@ -55,13 +55,17 @@ class SimulationSplit:
     subgroup: dict[str, list[str]]
 
 
-def simulation_split(perts: list[str], train_fraction: float, seed: int) -> SimulationSplit:
+def simulation_split(
+    perts: list[str], train_fraction: float, seed: int, combo_seen2_train_frac: float = 0.75
+) -> SimulationSplit:
     """GEARS ``get_simulation_split``: hold out unseen genes, then some seen-gene combos.
 
-    - ``train_fraction`` of the perturbed genes are drawn as seen;
+    - ``train_fraction`` of the perturbed genes are drawn as seen (GEARS
+      ``train_gene_set_size``);
     - singles of seen genes train; singles of unseen genes are ``unseen_single`` (test);
     - combos with one seen gene are ``combo_seen1``, with none ``combo_seen0`` (test);
-    - combos with two seen genes: ``train_fraction`` of them train, the rest ``combo_seen2``.
+    - combos with two seen genes: ``combo_seen2_train_frac`` of them train, the rest
+      ``combo_seen2``. A parameter of its own in GEARS, 0.75 whatever the gene share is.
     """
     genes = np.unique([g for p in np.unique(perts) for g in genes_of(p)])
     rs = np.random.RandomState(seed)
@@ -74,7 +78,7 @@ def simulation_split(perts: list[str], train_fraction: float, seed: int) -> Simu
     combo_seen1 = [p for p in combos if sum(g in seen_set for g in genes_of(p)) == 1]
     both_seen = np.setdiff1d(combos, combo_seen1)
     rs = np.random.RandomState(seed)  # GEARS re-seeds before this draw
-    combo_train = rs.choice(both_seen, int(len(both_seen) * train_fraction), replace=False)
+    combo_train = rs.choice(both_seen, int(len(both_seen) * combo_seen2_train_frac), replace=False)
     combo_seen2 = np.setdiff1d(both_seen, combo_train).tolist()
     unseen_single = _perts_with_genes(unseen, perts, single=True)
     combo_seen0 = [
@@ -97,16 +101,18 @@ def simulation_split(perts: list[str], train_fraction: float, seed: int) -> Simu
 
 
 def gears_split(
-    conditions: pd.Series, train_fraction: float, seed: int
+    conditions: pd.Series, train_fraction: float, seed: int, combo_seen2_train_frac: float = 0.75
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Condition -> split (GEARS 'simulation'), and test condition -> subgroup.
 
-    As GEARS ``DataSplitter.split_data``: test from the full set with ``train_fraction``,
-    then validation from the training perturbations with 0.9, same seed. 'ctrl' is left out.
+    As GEARS ``PertData.prepare_split('simulation', seed, train_gene_set_size=train_fraction,
+    combo_seen2_train_frac)`` (``DataSplitter.split_data``): test from the full set, then
+    validation from the training perturbations with 0.9 for both fractions, same seed.
+    'ctrl' is left out.
     """
     perts = [c for c in pd.unique(conditions.astype(str)) if c != CTRL]
-    first = simulation_split(perts, train_fraction, seed)
-    second = simulation_split(first.train, 0.9, seed)
+    first = simulation_split(perts, train_fraction, seed, combo_seen2_train_frac)
+    second = simulation_split(first.train, 0.9, seed, combo_seen2_train_frac=0.9)
     split = {p: "train" for p in second.train}
     split.update({p: "val" for p in second.test})
     split.update({p: "test" for p in first.test})
