@@ -1,0 +1,177 @@
+"""Fused CPU graph attention + diffusion: numba loops behind a ``torch.autograd.Function``.
+
+One pass per (batch, head) slice computes the edge scores, the edge softmax and the Horner
+recursion of the diffusion series (``_numba_loops.py``); slices run in parallel on
+``torch.get_num_threads()`` threads. What the backward gets from the forward: q, k, v (held
+by autograd anyway) and one log-sum-exp per row, (B, H, n) -- not the edge weights, which the
+backward recomputes as exp(q.k/sqrt(d) - lse) as FlashAttention does. The diffusion states
+z_1..z_{D-1} are recomputed in the backward too (``store_states=False``, the default) or kept,
+(D-1) * B*H*n*d values, with ``store_states=True``.
+
+numba because it JIT-compiles these loops with LLVM from wheels alone (no compiler at install
+or run time), caches the machine code on disk, and releases the GIL so plain Python threads
+run slices in parallel without a second OpenMP runtime next to torch's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from scgraphbench.kernels.graph_attention import CSRGraph
+
+DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def available() -> bool:
+    """Whether numba imports (it is a dependency; a broken install falls back)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _loops():
+    from scgraphbench.kernels import _numba_loops  # numba is imported on first use only
+
+    return _numba_loops
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One pool per process (rebuilt after fork or when the thread count changes)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)
+            _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, "scgb-kernel"))
+        return _POOL[2]
+
+
+def _run(fn, slices: int, *args) -> None:
+    """fn(lo, hi, *args) over the slices 0..slices-1, split into one contiguous chunk per
+    thread (torch.get_num_threads() threads, so a 1-thread benchmark uses one)."""
+    workers = max(1, min(torch.get_num_threads(), slices))
+    if workers == 1:
+        fn(0, slices, *args)
+        return
+    bounds = np.linspace(0, slices, workers + 1).round().astype(np.int64)
+    futures = [
+        _pool(workers).submit(fn, int(bounds[w]), int(bounds[w + 1]), *args)
+        for w in range(workers)
+    ]
+    for f in futures:
+        f.result()
+
+
+def _padded(d: int) -> int:
+    """Row length in the loops' scratch: d rounded up to the SIMD width."""
+    from scgraphbench.kernels._simd import WIDTH
+
+    return -(-d // WIDTH) * WIDTH
+
+
+def _flat(x: torch.Tensor) -> tuple[np.ndarray, int, int, int]:
+    """A (B, H, n, d) tensor with a contiguous last dimension as (flat view of its storage
+    from its first element, batch stride, head stride, row stride); no copy."""
+    B, H, n, d = x.shape
+    sb, sh, si, sc = x.stride()
+    extent = 1 + (B - 1) * sb + (H - 1) * sh + (n - 1) * si + (d - 1) * sc
+    flat = x.detach().as_strided((extent,), (1,), x.storage_offset())
+    return flat.numpy(), sb, sh, si
+
+
+def _usable(x: torch.Tensor) -> torch.Tensor:
+    """x itself when the loops can read it in place (unit stride along d, non-negative
+    strides), else a contiguous copy."""
+    if x.stride(-1) == 1 and min(x.stride()) >= 0:
+        return x
+    return x.contiguous()
+
+
+def _empty_like_rows(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised (B, H, n, d) tensor laid out as x's rows are: (B, n, H, d) memory
+    for the head-interleaved views a fused QKV projection gives (then merging the heads
+    afterwards is free), (B, H, n, d) otherwise."""
+    B, H, n, d = x.shape
+    if H > 1 and n > 1 and x.stride(1) < x.stride(2):
+        return x.new_empty(B, n, H, d).permute(0, 2, 1, 3)
+    return x.new_empty(B, H, n, d)
+
+
+class FusedGraphAttention(torch.autograd.Function):
+    """out = sum_k theta_k A^k V with A the edge softmax of q.k/sqrt(d) on ``graph``."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, graph: CSRGraph, theta: tuple[float, ...], store_states: bool):
+        q, k, v = _usable(q), _usable(k), _usable(v)
+        B, H, n, d = q.shape
+        degree = len(theta) - 1
+        dtype = q.dtype
+        theta_a = np.asarray(theta, dtype=DTYPES[dtype])
+        consts = np.array([1.0 / math.sqrt(d), 0.0, 1.0], dtype=theta_a.dtype)
+        out = _empty_like_rows(q)
+        lse = q.new_empty(B * H * n)
+        need_grad = any(ctx.needs_input_grad[:3])
+        store = need_grad and store_states and degree > 1
+        dp = _padded(d)
+        states = q.new_empty(B * H * (degree - 1) * n * dp if store else 0)
+        crow, col = graph.crow.numpy(), graph.col.numpy()
+        _run(
+            _loops().forward_slices,
+            B * H,
+            H, n, d, dp,
+            *_flat(q), *_flat(k), *_flat(v), *_flat(out),
+            crow, col, theta_a, consts, lse.numpy(), states.numpy(), store,
+        )  # fmt: skip
+        if need_grad:
+            ctx.save_for_backward(q, k, v, lse, states)
+            ctx.graph, ctx.theta, ctx.consts, ctx.stored = graph, theta_a, consts, store
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        q, k, v, lse, states = ctx.saved_tensors
+        B, H, n, d = q.shape
+        g = _usable(grad_out)
+        dq, dk, dv = _empty_like_rows(q), _empty_like_rows(k), _empty_like_rows(v)
+        graph = ctx.graph
+        _run(
+            _loops().backward_slices,
+            B * H,
+            H, n, d, _padded(d),
+            *_flat(q), *_flat(k), *_flat(v), *_flat(g),
+            *_flat(dq), *_flat(dk), *_flat(dv),
+            graph.crow.numpy(), graph.col.numpy(),
+            graph.crow_t.numpy(), graph.col_t.numpy(), graph.perm.numpy(), ctx.theta, ctx.consts,
+            lse.numpy(), states.numpy(), ctx.stored,
+        )  # fmt: skip
+        return dq, dk, dv, None, None, None
+
+
+def fused_graph_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    graph: CSRGraph,
+    theta: tuple[float, ...],
+    store_states: bool = False,
+) -> torch.Tensor:
+    """The fused CPU kernel on validated inputs (see ``graph_attention``); float16 and
+    bfloat16 are computed in float32."""
+    if q.dtype in DTYPES:
+        return FusedGraphAttention.apply(q, k, v, graph, theta, store_states)
+    out = FusedGraphAttention.apply(q.float(), k.float(), v.float(), graph, theta, store_states)
+    return out.to(q.dtype)
