@@ -144,7 +144,7 @@ def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, devi
             steps=6,
             alpha=0.25,
             t=5.0,
-            checkpoint=variant == "ppr_checkpoint",
+            checkpoint=True if variant == "ppr_checkpoint" else None,
         )
 
     if core_only:

@@ -41,6 +41,36 @@ def test_strided_views_and_head_sizes_match_dense(mode: str | None, d: int) -> N
     assert torch.allclose(gx, gx_ref, rtol=0, atol=1e-9)
 
 
+def test_packed_views_share_one_gradient_buffer() -> None:
+    from scgraphbench.kernels.fused_cpu import _packed
+
+    g = random_graph(10, seed=2, cls=True)
+    gen = torch.Generator().manual_seed(1)
+    # four slots, three used (no exact cover: zero-filled, slot 3 keeps a zero gradient);
+    # q and v the same view (their gradients add up)
+    base = torch.randn(2, g.n, 4, 2, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    slots = base.permute(2, 0, 3, 1, 4)
+    q, k, v = slots[0], slots[1], slots[0]
+    assert _packed(q, k, v)[2] is False
+    out = graph_attention(q, k, v, g, diffusion="heat", steps=4, impl="fused")
+    assert out.grad_fn.name().startswith("PackedFused")
+    ref = graph_attention_dense(q, k, v, g, diffusion="heat", steps=4)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-9)
+    (got,) = grads(out, (base,))
+    (want,) = grads(ref, (base,))
+    assert torch.allclose(got, want, rtol=0, atol=1e-9) and not got[:, :, 3].any()
+    # views that partly overlap are left to autograd (separate gradients)
+    flat = torch.randn(1, 1, g.n, 12, dtype=torch.float64, requires_grad=True)
+    assert _packed(flat[..., 0:8], flat[..., 4:12], flat[..., 2:10]) is None
+    assert _packed(flat[..., 0:4], flat[..., 4:8], flat[..., 8:12])[2] is True
+    half = flat[..., 0:8]
+    out = graph_attention(half, flat[..., 4:12], half, g, impl="fused")
+    assert not out.grad_fn.name().startswith("PackedFused")
+    ref = graph_attention_dense(half, flat[..., 4:12], half, g)
+    (got,), (want,) = grads(out, (flat,)), grads(ref, (flat,))
+    assert torch.allclose(got, want, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_strided_odd_head_size(mode: str | None) -> None:
     g = random_graph(9, seed=3, cls=True)

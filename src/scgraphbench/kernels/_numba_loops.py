@@ -61,15 +61,21 @@ def _pack_rows(x, xo, x_si, n, d, scale, dst, dp):
 
 
 @njit(**_INLINE)
-def _unpack_rows(src, dp, n, d, x, xo, x_si):
-    """A slice's rows of x (n, d) = the first d columns of src (n, dp)."""
+def _unpack_rows(src, dp, n, d, x, xo, x_si, add):
+    """A slice's rows of x (n, d) = (or += when ``add``) the first d columns of src (n, dp)."""
     full = d - d % WIDTH
     for i in range(n):
         si, out = i * dp, xo + i * x_si
-        for c in range(0, full, WIDTH):
-            vstore(x, out + c, vload(src, si + c))
-        for c in range(full, d):
-            store(x, out + c, load(src, si + c))
+        if add:
+            for c in range(0, full, WIDTH):
+                vstore(x, out + c, vadd(vload(x, out + c), vload(src, si + c)))
+            for c in range(full, d):
+                store(x, out + c, load(x, out + c) + load(src, si + c))
+        else:
+            for c in range(0, full, WIDTH):
+                vstore(x, out + c, vload(src, si + c))
+            for c in range(full, d):
+                store(x, out + c, load(src, si + c))
 
 
 @njit(**_INLINE)
@@ -286,7 +292,7 @@ def forward_slices(
             z1 = zs[:ndp]
             for i in range(n):
                 _gather_row(i, crow[i], crow[i + 1], col, p, one, z1, z0, dp, vs, theta[0], True)
-        _unpack_rows(z0, dp, n, d, out, b * o_sb + h * o_sh, o_si)
+        _unpack_rows(z0, dp, n, d, out, b * o_sb + h * o_sh, o_si, False)
 
 
 @njit(**_FLAGS)
@@ -299,7 +305,7 @@ def backward_slices(
     dq, dq_sb, dq_sh, dq_si,
     dk, dk_sb, dk_sh, dk_si,
     dv, dv_sb, dv_sh, dv_si,
-    crow, col, crow_t, col_t, perm, theta, consts, lse, states, stored,
+    crow, col, crow_t, col_t, perm, theta, consts, lse, states, stored, add,
 ):  # fmt: skip
     """dQ, dK, dV of out = sum_k theta_k A^k V, A = edge softmax(q.k * scale), per slice.
 
@@ -362,6 +368,7 @@ def backward_slices(
             _softmax_backward_row(r0, r1, p, grad_a, zero)
             _gather_row(i, r0, r1, col, grad_a, scale, ks, dq_s, dp, ks, zero, False)
             _scatter_row(i, r0, r1, col, grad_a, one, qs, dk_s, dp)
-        _unpack_rows(dq_s, dp, n, d, dq, b * dq_sb + h * dq_sh, dq_si)
-        _unpack_rows(dk_s, dp, n, d, dk, b * dk_sb + h * dk_sh, dk_si)
-        _unpack_rows(dv_s, dp, n, d, dv, b * dv_sb + h * dv_sh, dv_si)
+        # into one buffer when q, k, v are views of one tensor (overlapping views add up)
+        _unpack_rows(dq_s, dp, n, d, dq, b * dq_sb + h * dq_sh, dq_si, add)
+        _unpack_rows(dk_s, dp, n, d, dk, b * dk_sb + h * dk_sh, dk_si, add)
+        _unpack_rows(dv_s, dp, n, d, dv, b * dv_sb + h * dv_sh, dv_si, add)
