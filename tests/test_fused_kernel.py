@@ -42,7 +42,7 @@ def test_strided_views_and_head_sizes_match_dense(mode: str | None, d: int) -> N
 
 
 def test_packed_views_share_one_gradient_buffer() -> None:
-    from scgraphbench.kernels.fused_cpu import _packed
+    from scgraphbench.kernels._autograd import packed_views as _packed
 
     g = random_graph(10, seed=2, cls=True)
     gen = torch.Generator().manual_seed(1)
