@@ -405,7 +405,7 @@ def _benchmark_module():
     return module
 
 
-@pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "pyg_gat"])
+@pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "ppr_torch_sparse", "pyg_gat"])
 def test_benchmark_point_runs_in_process(variant: str) -> None:
     bench = _benchmark_module()
     spec = {
@@ -427,6 +427,8 @@ def test_benchmark_point_runs_in_process(variant: str) -> None:
     assert res["status"] == "ok" and len(res["times_s"]) == 2
     assert res["time_s"] > 0 and res["cpu_s"] > 0 and res["peak_mem_mb"] >= 0
     assert res["n_edges"] == 40 * 4 and res["mean_degree"] == 4
+    expected = {"ppr": "fused", "ppr_torch_sparse": "torch_sparse"}.get(variant)
+    assert res["impl"] == expected and res["reps_run"] == 2
 
 
 def test_benchmark_ratios_and_slopes() -> None:
@@ -478,6 +480,11 @@ def test_benchmark_ratios_and_slopes() -> None:
     assert rows["ppr"]["time_slope"] == pytest.approx(1.0)
     assert rows["ppr"]["mem_slope"] == pytest.approx(1.0)
     assert rows["materialised"]["sizes"] == [500, 1000, 2000]
+    # the slope over n >= 1000 only: a bend below 1000 does not count
+    points[1]["time_s"] = 1.0  # ppr at n=500 made slow
+    rows = {r["variant"]: r for r in bench.slopes(points, slope_from=1000)}
+    assert rows["ppr"]["time_slope_from"] == pytest.approx(1.0)
+    assert rows["ppr"]["time_slope"] < 0.9
 
 
 def test_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
@@ -516,33 +523,26 @@ def test_benchmark_skips_points_over_the_memory_cap(tmp_path) -> None:
     assert (tmp_path / "attention_cost_slopes.csv").exists()
 
 
-@pytest.mark.slow
 def test_benchmark_end_to_end(tmp_path) -> None:
+    """The script as the lead runs it, at toy size: three worker processes (about 15 s)."""
     bench = _benchmark_module()
-    argv = [
-        "--sizes",
-        "48",
-        "--degrees",
-        "4",
-        "--reps",
-        "1",
-        "--batch",
-        "2",
-        "--variants",
-        "dense_sdpa",
-        "neighbour",
-        "--out-dir",
-        str(tmp_path),
-    ]
+    argv = ["--sizes", "48", "--degrees", "4", "5", "--reps", "1", "--batch", "2",
+            "--variants", "dense_sdpa", "ppr", "--threads", "1", "--out-dir", str(tmp_path)]
     assert bench.main(argv) == 0
     import json
 
     result = json.loads((tmp_path / "attention_cost.json").read_text())
-    points = {p["variant"]: p for p in result["points"]}
-    assert points["dense_sdpa"]["status"] == "ok", points["dense_sdpa"]
-    assert points["neighbour"]["status"] == "ok", points["neighbour"]
-    assert points["neighbour"]["speedup_vs_sdpa"] == pytest.approx(
-        points["dense_sdpa"]["time_s"] / points["neighbour"]["time_s"]
+    points = {(p["variant"], p["degree"]): p for p in result["points"]}
+    assert all(p["status"] == "ok" for p in points.values()), points
+    assert all(len(p["load_avg_before"]) == 3 for p in points.values())
+    # dense SDPA does not read the graph: measured once, repeated for the other degree
+    assert points[("dense_sdpa", 5)]["measured_at_degree"] == 4
+    assert points[("dense_sdpa", 5)]["time_s"] == points[("dense_sdpa", 4)]["time_s"]
+    ppr = points[("ppr", 5)]
+    assert ppr["impl"] == "fused" and ppr["threads"] == 1
+    assert ppr["speedup_vs_sdpa"] == pytest.approx(
+        points[("dense_sdpa", 5)]["time_s"] / ppr["time_s"]
     )
     assert result["settings"]["head_dim"] == 16
     assert (tmp_path / "attention_cost.png").stat().st_size > 0
+    assert "time_slope_from" in (tmp_path / "attention_cost_slopes.csv").read_text()
