@@ -20,7 +20,7 @@ class GraphAttention(MultiHeadMixer):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, ctx: ModelContext,
                  graph: sp.csr_matrix | None, alpha: float = 0.25, t: float = 5.0,
-                 steps: int = 6, normalise_heat: bool = False, checkpoint: bool = False,
+                 steps: int = 6, normalise_heat: bool = False, checkpoint: bool | None = None,
                  **params: Any) -> None:
         super().__init__(d_model, n_heads, dropout, ctx, graph, **params)
         g = CSRGraph.from_scipy(graph, add_self_loops=True)
