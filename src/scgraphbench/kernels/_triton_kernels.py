@@ -21,6 +21,23 @@ INTERPRET = bool(knobs.runtime.interpret)
 
 
 @triton.jit
+def _program(heads, BLOCK_D: tl.constexpr):
+    """This program's row, its slice, the slice's batch and head, the lane offsets."""
+    row = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    b = s // heads
+    return row, s, b, s - b * heads, tl.arange(0, BLOCK_D)
+
+
+@triton.jit
+def _rows(base, index, row_stride, offs_d, emask, dmask):
+    """The rows ``index`` (a chunk of edges' endpoints) of a slice, as float32."""
+    tile = tl.load(base + index[:, None] * row_stride + offs_d[None, :],
+                   mask=emask[:, None] & dmask[None, :], other=0.0)
+    return tile.to(tl.float32)
+
+
+@triton.jit
 def softmax_first_step(
     q_ptr, q_sb, q_sh, q_si,
     k_ptr, k_sb, k_sh, k_si,
@@ -34,11 +51,7 @@ def softmax_first_step(
     """Edge weights of row i into p (and its log-sum-exp into lse), then the first Horner
     step dst_i = theta_k v_i + theta_top sum_e p_e v_j. RECOMPUTE: the weights again from
     the stored log-sum-exp, exp(s - lse), in one pass (the backward)."""
-    i = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1).to(tl.int64)
-    b = s // heads
-    h = s - b * heads
-    offs_d = tl.arange(0, BLOCK_D)
+    i, s, b, h, offs_d = _program(heads, BLOCK_D)
     dmask = offs_d < d
     lo = tl.load(crow_ptr + i)
     hi = tl.load(crow_ptr + i + 1)
@@ -57,9 +70,8 @@ def softmax_first_step(
             e = start + tl.arange(0, BLOCK_E)
             emask = e < hi
             j = tl.load(col_ptr + e, mask=emask, other=0)
-            kt = tl.load(k_base + j[:, None] * k_si + offs_d[None, :],
-                         mask=emask[:, None] & dmask[None, :], other=0.0)
-            scores = tl.sum(kt.to(tl.float32) * q[None, :], axis=1)
+            kt = _rows(k_base, j, k_si, offs_d, emask, dmask)
+            scores = tl.sum(kt * q[None, :], axis=1)
             scores = tl.where(emask, scores, float("-inf"))
             tl.store(p_base + e, scores, mask=emask)
             m_new = tl.maximum(m, tl.max(scores, axis=0))
@@ -73,17 +85,15 @@ def softmax_first_step(
         emask = e < hi
         j = tl.load(col_ptr + e, mask=emask, other=0)
         if RECOMPUTE:
-            kt = tl.load(k_base + j[:, None] * k_si + offs_d[None, :],
-                         mask=emask[:, None] & dmask[None, :], other=0.0)
-            scores = tl.sum(kt.to(tl.float32) * q[None, :], axis=1)
+            kt = _rows(k_base, j, k_si, offs_d, emask, dmask)
+            scores = tl.sum(kt * q[None, :], axis=1)
         else:
             scores = tl.load(p_base + e, mask=emask, other=0.0)
         w = tl.where(emask, tl.exp(scores - lse), 0.0)
         tl.store(p_base + e, w, mask=emask)
         if WRITE_DST:
-            vt = tl.load(v_base + j[:, None] * v_si + offs_d[None, :],
-                         mask=emask[:, None] & dmask[None, :], other=0.0)
-            acc += tl.sum(w[:, None] * vt.to(tl.float32), axis=0)
+            vt = _rows(v_base, j, v_si, offs_d, emask, dmask)
+            acc += tl.sum(w[:, None] * vt, axis=0)
     if WRITE_DST:
         vi = tl.load(v_base + i * v_si + offs_d, mask=dmask, other=0.0).to(tl.float32)
         out = theta_k * vi + theta_top * acc
@@ -101,11 +111,7 @@ def horner_step(
     BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """dst_i = theta_k v_i + sum_e p_e src_j: one step z_k = theta_k V + A z_{k+1}."""
-    i = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1).to(tl.int64)
-    b = s // heads
-    h = s - b * heads
-    offs_d = tl.arange(0, BLOCK_D)
+    i, s, b, h, offs_d = _program(heads, BLOCK_D)
     dmask = offs_d < d
     lo = tl.load(crow_ptr + i)
     hi = tl.load(crow_ptr + i + 1)
@@ -117,9 +123,8 @@ def horner_step(
         emask = e < hi
         j = tl.load(col_ptr + e, mask=emask, other=0)
         w = tl.load(p_base + e, mask=emask, other=0.0)
-        zt = tl.load(src_base + j[:, None] * src_si + offs_d[None, :],
-                     mask=emask[:, None] & dmask[None, :], other=0.0)
-        acc += tl.sum(w[:, None] * zt.to(tl.float32), axis=0)
+        zt = _rows(src_base, j, src_si, offs_d, emask, dmask)
+        acc += tl.sum(w[:, None] * zt, axis=0)
     vi = tl.load(v_ptr + b * v_sb + h * v_sh + i * v_si + offs_d, mask=dmask, other=0.0)
     out = theta_k * vi.to(tl.float32) + acc
     dst = dst_ptr + b * dst_sb + h * dst_sh + i * dst_si + offs_d
@@ -133,23 +138,22 @@ def grad_step(
     dst_ptr, dst_sb, dst_sh, dst_si,
     crow_t_ptr, col_t_ptr, perm_ptr, p_ptr, grad_a_ptr,
     p_scale, z_scale, n_edges, heads, d,
-    HAS_BASE: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_BASE: tl.constexpr, DOTS: tl.constexpr, BLOCK_E: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """Row j of A^T (column j of A), edges e' = (i, j): dst_j (+)= p_scale sum p_e g_i
-    (g_{k+1} = A^T g_k; added to dst's old value with HAS_BASE) and
+    (g_{k+1} = A^T g_k; added to dst's old value with HAS_BASE) and, with DOTS,
     grad_a[e] += z_scale g_i . z_j, with e = perm[e'] A's edge id (each edge is one
-    program's: no atomics)."""
-    jrow = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1).to(tl.int64)
-    b = s // heads
-    h = s - b * heads
-    offs_d = tl.arange(0, BLOCK_D)
+    program's: no atomics). Without DOTS it is the product with A^T's edge values p alone
+    (dK = scale dS^T Q)."""
+    jrow, s, b, h, offs_d = _program(heads, BLOCK_D)
     dmask = offs_d < d
     lo = tl.load(crow_t_ptr + jrow)
     hi = tl.load(crow_t_ptr + jrow + 1)
     g_base = g_ptr + b * g_sb + h * g_sh
-    zj = tl.load(z_ptr + b * z_sb + h * z_sh + jrow * z_si + offs_d, mask=dmask, other=0.0)
-    zj = zj.to(tl.float32) * z_scale
+    if DOTS:
+        zj = tl.load(z_ptr + b * z_sb + h * z_sh + jrow * z_si + offs_d, mask=dmask, other=0.0)
+        zj = zj.to(tl.float32) * z_scale
     p_base = p_ptr + s * n_edges
     ga_base = grad_a_ptr + s * n_edges
     acc = tl.zeros((BLOCK_D,), tl.float32)
@@ -159,12 +163,12 @@ def grad_step(
         i = tl.load(col_t_ptr + et, mask=emask, other=0)
         e = tl.load(perm_ptr + et, mask=emask, other=0)
         w = tl.load(p_base + e, mask=emask, other=0.0)
-        gt = tl.load(g_base + i[:, None] * g_si + offs_d[None, :],
-                     mask=emask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+        gt = _rows(g_base, i, g_si, offs_d, emask, dmask)
         acc += tl.sum(w[:, None] * gt, axis=0)
-        dots = tl.sum(gt * zj[None, :], axis=1)
-        old = tl.load(ga_base + e, mask=emask, other=0.0)
-        tl.store(ga_base + e, old + dots, mask=emask)
+        if DOTS:
+            dots = tl.sum(gt * zj[None, :], axis=1)
+            old = tl.load(ga_base + e, mask=emask, other=0.0)
+            tl.store(ga_base + e, old + dots, mask=emask)
     out = p_scale * acc
     dst = dst_ptr + b * dst_sb + h * dst_sh + jrow * dst_si + offs_d
     if HAS_BASE:
@@ -181,11 +185,7 @@ def softmax_backward_dq(
     ADD: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """Row i: dS = p (dA - sum_e p dA) written over dA, dq_i (+)= scale sum_e dS_e k_j."""
-    i = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1).to(tl.int64)
-    b = s // heads
-    h = s - b * heads
-    offs_d = tl.arange(0, BLOCK_D)
+    i, s, b, h, offs_d = _program(heads, BLOCK_D)
     dmask = offs_d < d
     lo = tl.load(crow_ptr + i)
     hi = tl.load(crow_ptr + i + 1)
@@ -208,48 +208,10 @@ def softmax_backward_dq(
         ga = tl.load(ga_base + e, mask=emask, other=0.0)
         ds = w * (ga - r)
         tl.store(ga_base + e, ds, mask=emask)
-        kt = tl.load(k_base + j[:, None] * k_si + offs_d[None, :],
-                     mask=emask[:, None] & dmask[None, :], other=0.0)
-        acc += tl.sum(ds[:, None] * kt.to(tl.float32), axis=0)
+        kt = _rows(k_base, j, k_si, offs_d, emask, dmask)
+        acc += tl.sum(ds[:, None] * kt, axis=0)
     out = scale * acc
     dst = dq_ptr + b * dq_sb + h * dq_sh + i * dq_si + offs_d
     if ADD:
         out += tl.load(dst, mask=dmask, other=0.0).to(tl.float32)
     tl.store(dst, out.to(dq_ptr.dtype.element_ty), mask=dmask)
-
-
-@triton.jit
-def transposed_product(
-    x_ptr, x_sb, x_sh, x_si,
-    dst_ptr, dst_sb, dst_sh, dst_si,
-    crow_t_ptr, col_t_ptr, perm_ptr, w_ptr,
-    scale, n_edges, heads, d,
-    ADD: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
-):  # fmt: skip
-    """dst_j (+)= scale sum_{e'=(i,j)} w[perm[e']] x_i: a product with A^T's edge values
-    (dK = scale dS^T Q)."""
-    jrow = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1).to(tl.int64)
-    b = s // heads
-    h = s - b * heads
-    offs_d = tl.arange(0, BLOCK_D)
-    dmask = offs_d < d
-    lo = tl.load(crow_t_ptr + jrow)
-    hi = tl.load(crow_t_ptr + jrow + 1)
-    x_base = x_ptr + b * x_sb + h * x_sh
-    w_base = w_ptr + s * n_edges
-    acc = tl.zeros((BLOCK_D,), tl.float32)
-    for start in range(lo, hi, BLOCK_E):
-        et = start + tl.arange(0, BLOCK_E)
-        emask = et < hi
-        i = tl.load(col_t_ptr + et, mask=emask, other=0)
-        e = tl.load(perm_ptr + et, mask=emask, other=0)
-        w = tl.load(w_base + e, mask=emask, other=0.0)
-        xt = tl.load(x_base + i[:, None] * x_si + offs_d[None, :],
-                     mask=emask[:, None] & dmask[None, :], other=0.0)
-        acc += tl.sum(w[:, None] * xt.to(tl.float32), axis=0)
-    out = scale * acc
-    dst = dst_ptr + b * dst_sb + h * dst_sh + jrow * dst_si + offs_d
-    if ADD:
-        out += tl.load(dst, mask=dmask, other=0.0).to(tl.float32)
-    tl.store(dst, out.to(dst_ptr.dtype.element_ty), mask=dmask)

@@ -140,7 +140,7 @@ def _backward(ctx, q, k, v, lse, states, grad_out, dq, dk, dv, add: bool) -> Non
         K.grad_step[grid](
             *_rows(g), *_rows(z), *_rows(dst),
             graph.crow_t, graph.col_t, graph.perm, p, grad_a,
-            z_scale, z_scale, E, H, d, HAS_BASE=last, **blocks,
+            z_scale, z_scale, E, H, d, HAS_BASE=last, DOTS=True, **blocks,
         )  # fmt: skip
         if not last:
             dv_acc.add_(dst, alpha=float(theta[step + 1]))
@@ -149,9 +149,9 @@ def _backward(ctx, q, k, v, lse, states, grad_out, dq, dk, dv, add: bool) -> Non
         *_rows(k), *_rows(dq), graph.crow, graph.col, p, grad_a, scale, E, H, d,
         ADD=add, **blocks,
     )  # fmt: skip
-    K.transposed_product[grid](
-        *_rows(q), *_rows(dk), graph.crow_t, graph.col_t, graph.perm, grad_a, scale, E, H, d,
-        ADD=add, **blocks,
+    K.grad_step[grid](  # dK = scale dS^T Q: the A^T product alone, dS now in grad_a
+        *_rows(q), *_rows(q), *_rows(dk), graph.crow_t, graph.col_t, graph.perm, grad_a,
+        grad_a, scale, 1.0, E, H, d, HAS_BASE=add, DOTS=False, **blocks,
     )  # fmt: skip
     if add:
         dv.add_(dv_acc)
