@@ -11,13 +11,21 @@ Variants
   masked_sdpa     SDPA with the graph as a boolean (n, n) mask
   pyg_transformer PyG TransformerConv(64, 16, heads=4) on the batch as B disjoint graphs
   pyg_gat         PyG GATConv(64, 16, heads=4) likewise (its own projections; additive scores)
-  neighbour       scgraphbench.kernels.graph_attention, no diffusion
+  neighbour       scgraphbench.kernels.graph_attention, no diffusion, impl="auto": the
+                  fused kernel (numba on CPU, Triton on CUDA)
   ppr             ... PPR diffusion, K=6, alpha=0.25
   heat            ... heat diffusion, K=6, t=5
-  ppr_checkpoint  ... PPR, diffusion states recomputed in the backward (off by default)
+  ppr_store       ... PPR keeping the diffusion states for the backward (checkpoint=False)
+  neighbour_torch_sparse, ppr_torch_sparse, heat_torch_sparse
+                  the same on the torch.sparse implementation (impl="torch_sparse", the
+                  kernel before the fused ones; it keeps the states)
+  ppr_checkpoint  torch.sparse PPR recomputing the states in the backward (off by default)
 
 Each (variant, n, k) runs in a fresh subprocess: warm-up, then ``--reps`` timed steps
-(median reported). Peak memory: on CPU the peak RSS above the RSS after set-up (inputs,
+(median reported; fewer when a step is so slow that the reps would pass ``--time-cap-s``).
+dense_sdpa and materialised do not read the graph, so they are measured at the first degree
+only and their points are repeated for the others (``measured_at_degree``). Each point
+records the load average before and after it (the machine may be shared). Peak memory: on CPU the peak RSS above the RSS after set-up (inputs,
 weights, graph and output gradient allocated; the kernel's peak counter is reset through
 /proc/self/clear_refs); on CUDA ``max_memory_allocated`` above the allocation after set-up.
 Points predicted to exceed ``--mem-cap-mb`` or ``--time-cap-s`` (from the formula in
@@ -52,20 +60,21 @@ import numpy as np
 from scgraphbench.errors import ScgbError
 from scgraphbench.io import atomic_path, write_json
 
-VARIANTS = [
-    "dense_sdpa",
-    "materialised",
-    "masked_sdpa",
-    "pyg_transformer",
-    "pyg_gat",
-    "neighbour",
-    "ppr",
-    "heat",
-    "ppr_checkpoint",
-]
+# ours: variant -> (diffusion, impl, checkpoint); checkpoint None = the impl's default
+OURS = {
+    "neighbour": (None, "auto", None),
+    "ppr": ("ppr", "auto", None),
+    "heat": ("heat", "auto", None),
+    "ppr_store": ("ppr", "auto", False),
+    "neighbour_torch_sparse": (None, "torch_sparse", None),
+    "ppr_torch_sparse": ("ppr", "torch_sparse", None),
+    "heat_torch_sparse": ("heat", "torch_sparse", None),
+    "ppr_checkpoint": ("ppr", "torch_sparse", True),
+}
+VARIANTS = ["dense_sdpa", "materialised", "masked_sdpa", "pyg_transformer", "pyg_gat", *OURS]
 DEFAULT_VARIANTS = [v for v in VARIANTS if v != "ppr_checkpoint"]
 PYG = {"pyg_transformer", "pyg_gat"}
-OURS = {"neighbour": None, "ppr": "ppr", "heat": "heat", "ppr_checkpoint": "ppr"}
+GRAPH_FREE = {"dense_sdpa", "materialised"}  # the same cost at every degree
 # how time grows with n at fixed degree, to predict the next size from the last one
 TIME_EXPONENT = {"dense_sdpa": 2.0, "materialised": 2.0, "masked_sdpa": 2.0}
 REFERENCE = "dense_sdpa"
@@ -135,16 +144,18 @@ def build_layer(variant: str, A, d_model: int, heads: int, core_only: bool, devi
         if variant == "materialised":
             scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
             return torch.softmax(scores, dim=-1) @ v
+        diffusion, impl, checkpoint = OURS[variant]
         return graph_attention(
             q,
             k,
             v,
             graph,
-            diffusion=OURS[variant],
+            diffusion=diffusion,
             steps=6,
             alpha=0.25,
             t=5.0,
-            checkpoint=variant == "ppr_checkpoint",
+            checkpoint=checkpoint,
+            impl=impl,
         )
 
     if core_only:
@@ -282,18 +293,24 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     step()  # warm-up (lazy initialisation, caches)
     first = time.perf_counter() - t0
-    if first * (spec["reps"] + 1) > spec["time_cap_s"]:
+    # slow steps (seconds each) get one more warm-up, memory step and rep less, and
+    # fewer reps, so that the point fits the time cap
+    slow = first >= 5.0
+    overhead = 1 + (1 if slow else 3)  # the warm-ups and memory steps
+    reps = min(spec["reps"], int(spec["time_cap_s"] / first) - overhead)
+    if reps < 1:
         status, reason = (
             "skipped",
             (
-                f"one step took {first:.1f} s; {spec['reps']} more would "
-                f"exceed the time cap of {spec['time_cap_s']} s"
+                f"one step took {first:.1f} s; the warm-up, one rep and the memory step "
+                f"would exceed the time cap of {spec['time_cap_s']} s"
             ),
         )
     else:
         status, reason = "ok", ""
-        step()  # second warm-up
-        for _ in range(spec["reps"]):
+        if not slow:
+            step()  # second warm-up
+        for _ in range(reps):
             t0, c0 = time.perf_counter(), time.process_time()
             step()
             times.append(time.perf_counter() - t0)
@@ -322,7 +339,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                 mem_method += " (glibc mmap threshold fixed at 64 KiB)"
             # the smaller of two steps: what the allocator keeps only ever adds (+-5%)
             peaks = []
-            for _ in range(2):
+            for _ in range(1 if slow else 2):
                 for t in [*inputs, *params]:
                     t.grad = None
                 if graph is not None:
@@ -334,7 +351,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                 step()
                 peaks.append((_status_kb("VmHWM") - base_kb) / 1024)
             peak_mb = min(peaks)
-            mem_method += ", smaller of two steps"
+            mem_method += ", smaller of two steps" if len(peaks) == 2 else ", one step"
             extra["peak_mem_steps_mb"] = peaks
         else:
             mem_method += " (the warm-up step)"
@@ -352,8 +369,21 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         "n_edges": int(A.nnz),
         "mean_degree": A.nnz / A.shape[0],
         "threads": torch.get_num_threads(),
+        "reps_run": len(times),
+        "impl": _impl_used(spec["variant"], inputs[0], H, int(A.nnz)),
         **extra,
     }
+
+
+def _impl_used(variant: str, like, heads: int, n_edges: int) -> str | None:
+    """Which graph_attention implementation a variant of ours ran (None for the others)."""
+    if variant not in OURS:
+        return None
+    from scgraphbench.kernels.graph_attention import choose_impl, series_work
+
+    diffusion, impl, _ = OURS[variant]
+    work = series_work(heads, n_edges, diffusion, 6)
+    return choose_impl(impl, like, dropout=False, work=work)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -370,22 +400,37 @@ def predicted_mb(variant: str, n: int, degree: int, batch: int, d_model: int, he
     if variant in PYG:
         return 8 * batch * E * d_model * 4 / 2**20 + 10 * act
     if variant in OURS:
-        steps = 1 if OURS[variant] is None else 6
+        diffusion, impl, checkpoint = OURS[variant]
+        if impl != "torch_sparse" and checkpoint is None:  # fused: per-row statistics only
+            return 12 * act
+        steps = 1 if diffusion is None else 6
         return (2 * steps + 10) * act + 6 * batch * heads * E * 4 / 2**20
     return 12 * act
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One point in a fresh process, with the machine's load average before and after."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    load = {"load_avg_before": _load_average()}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return {"status": "skipped", "reason": f"ran past the time cap ({timeout_s:.0f} s)"}
+        return {"status": "skipped", "reason": f"ran past the time cap ({timeout_s:.0f} s)",
+                **load, "load_avg_after": _load_average()}
+    load["load_avg_after"] = _load_average()
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if lines:
-        return json.loads(lines[-1])
+        return {**json.loads(lines[-1]), **load}
     tail = (proc.stderr or "").strip().splitlines()[-3:]
-    return {"status": "failed", "reason": f"worker exited {proc.returncode}: {' | '.join(tail)}"}
+    return {"status": "failed", "reason": f"worker exited {proc.returncode}: {' | '.join(tail)}",
+            **load}
 
 
 def loglog_slope(xs: list[float], ys: list[float]) -> float | None:
@@ -419,7 +464,9 @@ def add_ratios(points: list[dict[str, Any]]) -> None:
         )
 
 
-def slopes(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def slopes(points: list[dict[str, Any]], slope_from: int = 1000) -> list[dict[str, Any]]:
+    """Per (variant, degree): log-log slopes of time and memory against n over all sizes,
+    over the upper half of them, and over the sizes from ``slope_from`` on."""
     rows = []
     for variant in dict.fromkeys(p["variant"] for p in points):
         for degree in dict.fromkeys(p["degree"] for p in points):
@@ -433,6 +480,7 @@ def slopes(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             ns = [p["n"] for p in ok]
             upper = ok[len(ok) // 2 :] if len(ok) >= 4 else ok[-2:]
+            tail = [p for p in ok if p["n"] >= slope_from]
             rows.append(
                 {
                     "variant": variant,
@@ -443,42 +491,73 @@ def slopes(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         [p["n"] for p in upper], [p["time_s"] for p in upper]
                     ),
                     "mem_slope": loglog_slope(ns, [max(p["peak_mem_mb"], 1e-3) for p in ok]),
+                    "slope_from": slope_from,
+                    "time_slope_from": loglog_slope(
+                        [p["n"] for p in tail], [p["time_s"] for p in tail]
+                    ),
+                    "mem_slope_from": loglog_slope(
+                        [p["n"] for p in tail], [max(p["peak_mem_mb"], 1e-3) for p in tail]
+                    ),
                 }
             )
     return rows
 
 
-def write_figure(points: list[dict[str, Any]], path: Path) -> None:
+def write_figure(points: list[dict[str, Any]], slope_rows: list[dict[str, Any]], path: Path) -> None:
+    """Time and memory against n, log-log, one column per degree; each column's legend
+    gives every variant's log-log slopes of time and memory from ``slope_from`` on (over all
+    sizes when fewer than two are that large)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
-    import pandas as pd
     import seaborn as sns
 
-    df = pd.DataFrame([p for p in points if p["status"] == "ok"])
+    ok = [p for p in points if p["status"] == "ok"]
     degrees = sorted({p["degree"] for p in points})
+    sizes = sorted({p["n"] for p in points})
+    order = [v for v in VARIANTS if any(p["variant"] == v for p in ok)]
+    colours = dict(zip(order, sns.color_palette("tab20", len(order)), strict=False))
+    slope = {(r["variant"], r["degree"]): r for r in slope_rows}
+
+    def slope_of(variant: str, degree: int, key: str) -> str:
+        row = slope.get((variant, degree), {})
+        value = row.get(f"{key}_slope_from")
+        value = row.get(f"{key}_slope") if value is None else value
+        return "-" if value is None else f"{value:.2f}"
+
     fig, axes = plt.subplots(
-        2, len(degrees), figsize=(4.2 * len(degrees), 7.5), squeeze=False, sharex=True
+        2, len(degrees), figsize=(5.0 * len(degrees), 8.0), squeeze=False, sharex=True
     )
-    order = [v for v in VARIANTS if v in set(df["variant"])] if len(df) else []
     for j, degree in enumerate(degrees):
-        sub = df[df["degree"] == degree] if len(df) else df
         for i, (col, label) in enumerate(
             [("time_s", "forward + backward time (s)"), ("peak_mem_mb", "peak memory (MB)")]
         ):
             ax = axes[i, j]
-            if len(sub):
-                sns.lineplot(
-                    data=sub,
-                    x="n",
-                    y=col,
-                    hue="variant",
-                    hue_order=order,
+            for variant in order:
+                line = sorted(
+                    (p for p in ok if p["variant"] == variant and p["degree"] == degree),
+                    key=lambda p: p["n"],
+                )
+                if not line:
+                    continue
+                # ours solid, the torch.sparse kernel dashed, the baselines dotted
+                style = "-" if variant in OURS else ":"
+                if variant.endswith("torch_sparse") or variant == "ppr_checkpoint":
+                    style = "--"
+                slopes_txt = (
+                    f"time {slope_of(variant, degree, 'time')}, "
+                    f"memory {slope_of(variant, degree, 'mem')}"
+                )
+                ax.plot(
+                    [p["n"] for p in line],
+                    [max(p[col], 1e-3) for p in line],
+                    style,
                     marker="o",
-                    ax=ax,
-                    legend=(i == 0 and j == len(degrees) - 1),
+                    markersize=3,
+                    color=colours[variant],
+                    label=f"{variant} ({slopes_txt})",
                 )
             ax.set(
                 xscale="log",
@@ -487,12 +566,18 @@ def write_figure(points: list[dict[str, Any]], path: Path) -> None:
                 ylabel=label,
                 title=f"mean degree {degree}" if i == 0 else "",
             )
-            sizes = sorted({p["n"] for p in points})
             ax.set_xticks(sizes, [str(n) for n in sizes])
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    handles = axes[0, -1].get_legend()
-    if handles is not None:
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+        if axes[1, j].lines:
+            from_n = slope_rows[0]["slope_from"] if slope_rows else None
+            axes[1, j].legend(
+                fontsize=7,
+                frameon=False,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.15),
+                title=f"variant (log-log slope from n={from_n})",
+                title_fontsize=7,
+            )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
@@ -518,6 +603,11 @@ CSV_COLUMNS = [
     "threads",
     "device",
     "core_only",
+    "impl",
+    "reps_run",
+    "measured_at_degree",
+    "load_avg_before",
+    "load_avg_after",
 ]
 
 
@@ -586,6 +676,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--slope-from",
+        type=int,
+        default=1000,
+        help="the *_slope_from columns fit log-log slopes over sizes from this n on",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.quick:
@@ -688,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads",
             "seed",
             "quick",
+            "slope_from",
         )
     }
     settings["device"] = device
@@ -700,10 +797,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     env = environment(device)
     points: list[dict[str, Any]] = []
+    graph_free: dict[tuple[str, int], dict[str, Any]] = {}  # (variant, n) -> its point
     for degree in a.degrees:
         for variant in a.variants:
             last: dict[str, Any] | None = None
             for n in sorted(a.sizes):
+                if (variant, n) in graph_free:  # does not read the graph: measured once
+                    point = {**graph_free[(variant, n)], "degree": degree}
+                    points.append(point)
+                    last = point
+                    continue
                 base = {
                     "variant": variant,
                     "n": n,
@@ -718,12 +821,13 @@ def main(argv: list[str] | None = None) -> int:
                 elif last is not None and last["status"] != "ok":
                     reason = f"skipped at n={last['n']}: {last['reason']}"
                 elif last is not None:
+                    # the worker fits its reps to the cap; the least it runs is 3 steps
                     grow = (n / last["n"]) ** TIME_EXPONENT.get(variant, 1.0)
-                    expect = last["time_s"] * grow * (a.reps + 2)
+                    expect = last["time_s"] * grow * 3
                     if expect > a.time_cap_s:
                         reason = (
-                            f"predicted {expect:.0f} s (from n={last['n']}) > time cap "
-                            f"{a.time_cap_s:.0f} s"
+                            f"predicted {expect:.0f} s for three steps (from n={last['n']}) "
+                            f"> time cap {a.time_cap_s:.0f} s"
                         )
                 if reason:
                     res = {"status": "skipped", "reason": reason}
@@ -750,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 points.append(point)
                 last = point
+                if variant in GRAPH_FREE:
+                    graph_free[(variant, n)] = {**point, "measured_at_degree": degree}
                 print(
                     f"k={degree:>3} n={n:>6} {variant:<16} {point['status']:<8} "
                     + (
@@ -761,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     add_ratios(points)
-    slope_rows = slopes(points)
+    slope_rows = slopes(points, a.slope_from)
     write_json(
         out_dir / "attention_cost.json",
         {"settings": settings, "environment": env, "points": points, "slopes": slope_rows},
@@ -776,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         df[CSV_COLUMNS].to_csv(tmp, index=False)
     with atomic_path(out_dir / "attention_cost_slopes.csv") as tmp:
         pd.DataFrame(slope_rows).to_csv(tmp, index=False)
-    write_figure(points, out_dir / "attention_cost.png")
+    write_figure(points, slope_rows, out_dir / "attention_cost.png")
     print(f"wrote {out_dir}/attention_cost.{{json,csv,png}}", file=sys.stderr)
     return 0
 

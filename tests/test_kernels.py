@@ -25,6 +25,8 @@ from scgraphbench.kernels.reference import (
 from scgraphbench.models.token_graph import with_global_nodes
 
 MODES = [None, "ppr", "heat"]
+# the CPU implementations; every exactness test runs on each (triton: test_triton_kernel.py)
+IMPLS = ["torch_sparse", "fused"]
 
 
 def random_graph(n: int, seed: int = 0, cls: bool = False) -> CSRGraph:
@@ -96,71 +98,89 @@ def test_block_diagonal_matches_scipy() -> None:
 # --------------------------------------------------------------------------- exactness
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("cls", [False, True])
-def test_matches_dense_reference(mode: str | None, cls: bool) -> None:
+def test_matches_dense_reference(mode: str | None, cls: bool, impl: str) -> None:
     g = random_graph(13, seed=1, cls=cls)
     q, k, v = qkv(2, 3, g.n, 4)
-    out = graph_attention(q, k, v, g, diffusion=mode, steps=5)
+    out = graph_attention(q, k, v, g, diffusion=mode, steps=5, impl=impl)
     ref = graph_attention_dense(q, k, v, g, diffusion=mode, steps=5)
     assert torch.allclose(out, ref, rtol=0, atol=1e-9)
     for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("mode", MODES)
-def test_gradcheck(mode: str | None) -> None:
+def test_gradcheck(mode: str | None, impl: str) -> None:
     g = random_graph(5, seed=2, cls=True)
     q, k, v = qkv(1, 2, g.n, 2)
     assert torch.autograd.gradcheck(
-        lambda a, b, c: graph_attention(a, b, c, g, diffusion=mode, steps=3), (q, k, v)
+        lambda a, b, c: graph_attention(a, b, c, g, diffusion=mode, steps=3, impl=impl),
+        (q, k, v),
     )
     # a larger case through gradcheck's random-projection mode (cheap per call)
     g = random_graph(12, seed=3, cls=True)
     q, k, v = qkv(2, 2, g.n, 4)
     assert torch.autograd.gradcheck(
-        lambda a, b, c: graph_attention(a, b, c, g, diffusion=mode, steps=6),
+        lambda a, b, c: graph_attention(a, b, c, g, diffusion=mode, steps=6, impl=impl),
         (q, k, v),
         fast_mode=True,
     )
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("checkpoint", [True, False])
 @pytest.mark.parametrize("mode", ["ppr", "heat"])
-def test_gradcheck_checkpointed_and_normalised(mode: str) -> None:
+def test_gradcheck_checkpointed_and_normalised(mode: str, checkpoint: bool, impl: str) -> None:
     g = random_graph(10, seed=4)
     q, k, v = qkv(2, 2, g.n, 3)
     assert torch.autograd.gradcheck(
         lambda a, b, c: graph_attention(
-            a, b, c, g, diffusion=mode, steps=4, checkpoint=True, normalise_heat=True
+            a, b, c, g, diffusion=mode, steps=4, checkpoint=checkpoint, normalise_heat=True,
+            impl=impl,
         ),
         (q, k, v),
         fast_mode=True,
     )
 
 
-def test_checkpoint_gives_identical_gradients() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_checkpoint_gives_identical_gradients(impl: str) -> None:
     g = random_graph(20, seed=5)
     q, k, v = qkv(2, 2, g.n, 8)
-    stored = grads(graph_attention(q, k, v, g, diffusion="ppr"), (q, k, v))
-    recomputed = grads(graph_attention(q, k, v, g, diffusion="ppr", checkpoint=True), (q, k, v))
+    kw = dict(diffusion="ppr", impl=impl)
+    stored = grads(graph_attention(q, k, v, g, checkpoint=False, **kw), (q, k, v))
+    recomputed = grads(graph_attention(q, k, v, g, checkpoint=True, **kw), (q, k, v))
     for a, b in zip(stored, recomputed, strict=True):
-        assert torch.equal(a, b)
+        if impl == "torch_sparse":  # the same products in the same order
+            assert torch.equal(a, b)
+        else:  # recomputed weights are exp(s - lse), the forward's exp(s - max) / sum
+            assert torch.allclose(a, b, rtol=0, atol=1e-13)
 
 
-def test_rows_without_edges_give_zero() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", MODES)
+def test_rows_without_edges(impl: str, mode: str | None) -> None:
     A = sp.csr_matrix(np.array([[0, 1, 1], [0, 0, 0], [1, 0, 0]], dtype=np.float32))
     g = CSRGraph.from_scipy(A, add_self_loops=False)  # row 1 has no neighbours
-    q, k, v = qkv(1, 1, 3, 2)
-    out = graph_attention(q, k, v, g)
-    assert torch.isfinite(out).all() and torch.equal(out[0, 0, 1], torch.zeros(2, dtype=out.dtype))
-    assert torch.allclose(out, graph_attention_dense(q, k, v, g), atol=1e-12)
+    q, k, v = qkv(2, 2, 3, 2)
+    out = graph_attention(q, k, v, g, diffusion=mode, steps=3, impl=impl)
+    ref = graph_attention_dense(q, k, v, g, diffusion=mode, steps=3)
+    assert torch.isfinite(out).all() and torch.allclose(out, ref, rtol=0, atol=1e-12)
+    if mode is None:  # a row of A that is zero gives a zero output row
+        assert torch.equal(out[0, 0, 1], torch.zeros(2, dtype=out.dtype))
+    for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
 
-def test_agrees_with_gather_version_float32() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_agrees_with_gather_version_float32(impl: str) -> None:
     g = random_graph(60, seed=6, cls=True)
     q, k, v = qkv(3, 2, g.n, 8, dtype=torch.float32)
     for mode in MODES:
-        out = graph_attention(q, k, v, g, diffusion=mode)
+        out = graph_attention(q, k, v, g, diffusion=mode, impl=impl)
         old = graph_attention_gather(q, k, v, g, diffusion=mode)
         assert torch.allclose(out, old, atol=1e-5)
         for a, b in zip(grads(out, (q, k, v)), grads(old, (q, k, v)), strict=True):
@@ -298,26 +318,28 @@ def test_bad_inputs_raise() -> None:
         graph_attention(q, k, v, g, diffusion="heat", steps=0)
 
 
-def test_zero_and_one_step_edge_cases() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_and_one_step_edge_cases(impl: str) -> None:
     g = random_graph(7, seed=14)
     q, k, v = qkv(1, 2, g.n, 3)
     # PPR with no step is the identity on V; heat with one step is e^{-t} V
-    assert torch.equal(graph_attention(q, k, v, g, diffusion="ppr", steps=0), v)
-    heat1 = graph_attention(q, k, v, g, diffusion="heat", steps=1, t=2.0)
+    assert torch.equal(graph_attention(q, k, v, g, diffusion="ppr", steps=0, impl=impl), v)
+    heat1 = graph_attention(q, k, v, g, diffusion="heat", steps=1, t=2.0, impl=impl)
     assert torch.allclose(heat1, math.exp(-2.0) * v)
-    for mode, steps in (("ppr", 1), ("heat", 2)):
-        out = graph_attention(q, k, v, g, diffusion=mode, steps=steps)
+    for mode, steps in (("ppr", 1), ("heat", 2), ("ppr", 2), ("heat", 3)):
+        out = graph_attention(q, k, v, g, diffusion=mode, steps=steps, impl=impl)
         ref = graph_attention_dense(q, k, v, g, diffusion=mode, steps=steps)
         assert torch.allclose(out, ref, atol=1e-9)
         for a, b in zip(grads(out, (q, k, v)), grads(ref, (q, k, v)), strict=True):
             assert torch.allclose(a, b, atol=1e-9)
 
 
-def test_no_grad_forward_matches() -> None:
+@pytest.mark.parametrize("impl", IMPLS)
+def test_no_grad_forward_matches(impl: str) -> None:
     g = random_graph(9, seed=13)
     q, k, v = qkv(1, 2, g.n, 3)
     with torch.no_grad():
-        out = graph_attention(q, k, v, g, diffusion="heat")
+        out = graph_attention(q, k, v, g, diffusion="heat", impl=impl)
     assert torch.allclose(out, graph_attention_dense(q, k, v, g, diffusion="heat"), atol=1e-9)
 
 
@@ -358,7 +380,8 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
     out["logits"].sum().backward()
     expected = {"masked_attention": None, "genohoption_ppr": "ppr", "genohoption_heat": "heat"}
     assert calls == [expected[family]] * 2
-    # the layers share one graph object, so its batched index arrays exist once
+    # the layers share one graph object, so torch.sparse's batched index arrays exist once
+    # (a graph this small stays on torch.sparse: choose_impl's FUSED_MIN_WORK)
     first, second = (block.mixer.graph for block in model.blocks)
     assert first is second and len(first._blocks) == 1
     # the layer's core equals the dense reference on its own (CLS-augmented) graph
@@ -382,7 +405,7 @@ def _benchmark_module():
     return module
 
 
-@pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "pyg_gat"])
+@pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "ppr_torch_sparse", "pyg_gat"])
 def test_benchmark_point_runs_in_process(variant: str) -> None:
     bench = _benchmark_module()
     spec = {
@@ -404,6 +427,9 @@ def test_benchmark_point_runs_in_process(variant: str) -> None:
     assert res["status"] == "ok" and len(res["times_s"]) == 2
     assert res["time_s"] > 0 and res["cpu_s"] > 0 and res["peak_mem_mb"] >= 0
     assert res["n_edges"] == 40 * 4 and res["mean_degree"] == 4
+    # ppr on a graph this small: "auto" keeps torch.sparse (FUSED_MIN_WORK)
+    expected = {"ppr": "torch_sparse", "ppr_torch_sparse": "torch_sparse"}.get(variant)
+    assert res["impl"] == expected and res["reps_run"] == 2
 
 
 def test_benchmark_ratios_and_slopes() -> None:
@@ -455,6 +481,11 @@ def test_benchmark_ratios_and_slopes() -> None:
     assert rows["ppr"]["time_slope"] == pytest.approx(1.0)
     assert rows["ppr"]["mem_slope"] == pytest.approx(1.0)
     assert rows["materialised"]["sizes"] == [500, 1000, 2000]
+    # the slope over n >= 1000 only: a bend below 1000 does not count
+    points[1]["time_s"] = 1.0  # ppr at n=500 made slow
+    rows = {r["variant"]: r for r in bench.slopes(points, slope_from=1000)}
+    assert rows["ppr"]["time_slope_from"] == pytest.approx(1.0)
+    assert rows["ppr"]["time_slope"] < 0.9
 
 
 def test_benchmark_rejects_bad_input(tmp_path, capsys) -> None:
@@ -493,33 +524,26 @@ def test_benchmark_skips_points_over_the_memory_cap(tmp_path) -> None:
     assert (tmp_path / "attention_cost_slopes.csv").exists()
 
 
-@pytest.mark.slow
 def test_benchmark_end_to_end(tmp_path) -> None:
+    """The script as the lead runs it, at toy size: three worker processes (about 15 s)."""
     bench = _benchmark_module()
-    argv = [
-        "--sizes",
-        "48",
-        "--degrees",
-        "4",
-        "--reps",
-        "1",
-        "--batch",
-        "2",
-        "--variants",
-        "dense_sdpa",
-        "neighbour",
-        "--out-dir",
-        str(tmp_path),
-    ]
+    argv = ["--sizes", "48", "--degrees", "4", "5", "--reps", "1", "--batch", "2",
+            "--variants", "dense_sdpa", "ppr", "--threads", "1", "--out-dir", str(tmp_path)]
     assert bench.main(argv) == 0
     import json
 
     result = json.loads((tmp_path / "attention_cost.json").read_text())
-    points = {p["variant"]: p for p in result["points"]}
-    assert points["dense_sdpa"]["status"] == "ok", points["dense_sdpa"]
-    assert points["neighbour"]["status"] == "ok", points["neighbour"]
-    assert points["neighbour"]["speedup_vs_sdpa"] == pytest.approx(
-        points["dense_sdpa"]["time_s"] / points["neighbour"]["time_s"]
+    points = {(p["variant"], p["degree"]): p for p in result["points"]}
+    assert all(p["status"] == "ok" for p in points.values()), points
+    assert all(len(p["load_avg_before"]) == 3 for p in points.values())
+    # dense SDPA does not read the graph: measured once, repeated for the other degree
+    assert points[("dense_sdpa", 5)]["measured_at_degree"] == 4
+    assert points[("dense_sdpa", 5)]["time_s"] == points[("dense_sdpa", 4)]["time_s"]
+    ppr = points[("ppr", 5)]
+    assert ppr["impl"] == "torch_sparse" and ppr["threads"] == 1  # a toy graph (FUSED_MIN_WORK)
+    assert ppr["speedup_vs_sdpa"] == pytest.approx(
+        points[("dense_sdpa", 5)]["time_s"] / ppr["time_s"]
     )
     assert result["settings"]["head_dim"] == 16
     assert (tmp_path / "attention_cost.png").stat().st_size > 0
+    assert "time_slope_from" in (tmp_path / "attention_cost_slopes.csv").read_text()

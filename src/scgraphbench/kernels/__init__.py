@@ -6,6 +6,7 @@ from scgraphbench.kernels.graph_attention import (
     graph_attention,
     heat_mass,
     heat_steps_for_tolerance,
+    prepare,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "graph_attention",
     "heat_mass",
     "heat_steps_for_tolerance",
+    "prepare",
 ]

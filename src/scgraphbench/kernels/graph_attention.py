@@ -1,6 +1,12 @@
 """Neighbour attention + graph diffusion (GenoHoption) on a CSR graph shared by the batch.
 
-Hand-written because no maintained library offers sparse attention + diffusion with an
+``graph_attention`` is the entry point; it picks one of three implementations (``impl``,
+see its docstring and docs/kernel.md): the fused CPU kernel (``fused_cpu.py``, numba), the
+fused GPU kernel (``triton_gpu.py``, Triton) or the ``torch.sparse`` implementation in this
+module, which is the reference they are tested against and the fallback for what they do
+not cover (attention dropout, other dtypes or devices).
+
+The torch.sparse implementation. Hand-written because no maintained library offers sparse attention + diffusion with an
 explicit backward that runs on CPU as well as CUDA (``torch.sparse`` autograd builds a dense
 (B*H*n)^2 gradient; PyG/DGL layers gather (E, d) messages per edge, which is slow and
 memory-hungry on CPU).
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -45,6 +52,8 @@ import scipy.sparse as sp
 import torch
 
 DIFFUSION_MODES = (None, "ppr", "heat")
+IMPLS = ("auto", "fused", "triton", "torch_sparse")
+IMPL_ENV = "SCGB_KERNEL_IMPL"  # replaces impl="auto" when set
 # (pattern fingerprint, device) -> the CSRGraph that layers on that graph share
 _SHARED_GRAPHS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
@@ -417,6 +426,90 @@ class _GraphAttentionFunction(torch.autograd.Function):
         )
 
 
+def choose_impl(impl: str, q: torch.Tensor, dropout: bool, work: int | None = None) -> str:
+    """The implementation ``graph_attention`` runs for ``impl`` on q's device and dtype.
+
+    auto (unless the environment variable SCGB_KERNEL_IMPL names another, e.g. to rerun a
+    pipeline on the reference kernel):
+    - attention dropout in training -> "torch_sparse" (the fused kernels have none);
+    - CUDA tensors -> "triton" when Triton imports;
+    - CPU float32/float64 (float16 and bfloat16 computed in float32) -> "fused" when numba
+      imports and the work per cell, ``work`` = heads x edges x series terms, is at least
+      ``FUSED_MIN_WORK``: loading numba costs about 1 s per process, more than the fused
+      kernel saves on graphs that small (docs/kernel.md);
+    - anything else -> "torch_sparse".
+    ``work=None`` counts as large. An explicit choice that cannot run raises ValueError."""
+    if impl == "auto":
+        impl = os.environ.get(IMPL_ENV, "auto") or "auto"
+    if impl not in IMPLS:
+        raise ValueError(
+            f"unknown graph attention impl '{impl}' (expected one of {IMPLS}; "
+            f"the environment variable {IMPL_ENV} replaces 'auto')"
+        )
+    cuda = q.device.type == "cuda"
+    if impl == "auto":
+        if dropout:
+            return "torch_sparse"
+        if cuda:
+            from scgraphbench.kernels import triton_gpu
+
+            return "triton" if triton_gpu.available() else "torch_sparse"
+        if q.device.type == "cpu" and q.dtype in _FUSED_DTYPES:
+            if work is not None and work < FUSED_MIN_WORK:
+                return "torch_sparse"
+            from scgraphbench.kernels import fused_cpu
+
+            return "fused" if fused_cpu.available() else "torch_sparse"
+        return "torch_sparse"
+    if impl in ("fused", "triton") and dropout:
+        raise ValueError(
+            f"impl='{impl}' has no attention dropout; use impl='auto' (falls back to "
+            "'torch_sparse' when dropout_p > 0 in training) or dropout_p=0"
+        )
+    if impl == "fused" and q.device.type != "cpu":
+        raise ValueError(f"impl='fused' is the CPU kernel, q is on {q.device}; use 'auto'")
+    if impl == "fused" and q.dtype not in _FUSED_DTYPES:
+        raise ValueError(f"impl='fused' takes float16/32/64 or bfloat16, got {q.dtype}")
+    if impl == "triton":
+        from scgraphbench.kernels import triton_gpu
+
+        if not triton_gpu.available():
+            raise ValueError("impl='triton' needs the triton package, which does not import")
+        if not cuda and not triton_gpu.interpreting():
+            raise ValueError(
+                f"impl='triton' runs on CUDA tensors (q is on {q.device}); on CPU only "
+                "under Triton's interpreter (TRITON_INTERPRET=1, for tests)"
+            )
+    return impl
+
+
+_FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# heads x edges x series terms per cell below which "auto" keeps torch.sparse on CPU. At
+# 1 thread, B=32, d=8, PPR K=6 (7 terms): 60 genes / 540 edges (15k) save 2.9 ms per call
+# fused, about 1.3 s over a 15-epoch default run, what loading numba costs; 200 genes /
+# 2600 edges (73k) save 11 ms per call.
+FUSED_MIN_WORK = 30_000
+
+
+def series_work(heads: int, n_edges: int, diffusion: str | None, steps: int) -> int:
+    """heads x edges x terms of the series a layer evaluates (the ``work`` of choose_impl)."""
+    terms = 2 if diffusion is None else steps + 1
+    return heads * n_edges * terms
+
+
+def prepare(device: torch.device | str = "cpu", impl: str = "auto", work: int | None = None) -> str:
+    """Load the implementation ``graph_attention`` will choose on ``device`` for layers of
+    this ``work`` (numba's machine code for the fused CPU kernel; nothing for the others,
+    Triton compiles on first launch) and return its name. Model layers call it when they
+    are built, so that a run's training time and memory do not include loading numba."""
+    chosen = choose_impl(impl, torch.empty(0, device=device), dropout=False, work=work)
+    if chosen == "fused":
+        from scgraphbench.kernels.fused_cpu import warm_up
+
+        warm_up()
+    return chosen
+
+
 def graph_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -430,7 +523,8 @@ def graph_attention(
     dropout_p: float = 0.0,
     training: bool = False,
     normalise_heat: bool = False,
-    checkpoint: bool = False,
+    checkpoint: bool | None = None,
+    impl: str = "auto",
 ) -> torch.Tensor:
     """Neighbour attention, optionally followed by ``steps`` steps of PPR or heat diffusion.
 
@@ -442,8 +536,12 @@ def graph_attention(
     - 'heat': V_0 = e^{-t} V, V_k = (t/k) A V_{k-1}, out = sum_{k<steps} V_k; the kept
       weight is ``heat_mass(t, steps)`` (0.616 at t=5, steps=6); ``normalise_heat=True``
       divides the output by it. See ``heat_steps_for_tolerance``.
-    ``checkpoint=True`` recomputes the diffusion states in the backward (less memory held
-    between forward and backward, ``steps`` more sparse products).
+    ``checkpoint``: whether the backward recomputes the diffusion states instead of
+    keeping them from the forward. None (default) lets the implementation choose: the
+    fused kernels recompute (their backward keeps only a log-sum-exp per row), torch_sparse
+    keeps them. True/False force it either way.
+    ``impl``: "auto" (default; see ``choose_impl``), "fused" (CPU, numba), "triton" (CUDA)
+    or "torch_sparse" (any device; the reference and fallback).
     """
     if diffusion not in DIFFUSION_MODES:
         raise ValueError(f"unknown diffusion mode '{diffusion}' (expected None, 'ppr' or 'heat')")
@@ -456,12 +554,29 @@ def graph_attention(
         raise ValueError(f"q has {q.shape[2]} tokens but the graph has {graph.n} nodes")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if graph.device != q.device:
+        raise ValueError(
+            f"q is on {q.device} but the graph is on {graph.device}; move the graph with "
+            "graph.to(q.device) (model layers keep it as buffers, moved by model.to())"
+        )
     theta = tuple(diffusion_coefficients(diffusion, steps, alpha, t, normalise_heat))
+    dropout = training and dropout_p > 0
+    chosen = choose_impl(impl, q, dropout, series_work(q.shape[1], graph.n_edges, diffusion, steps))
+    if len(theta) == 1:  # heat with 1 step or PPR with 0: out = theta_0 V, no attention at all
+        return v * theta[0]
+    if chosen == "fused":
+        from scgraphbench.kernels.fused_cpu import fused_graph_attention
+
+        return fused_graph_attention(q, k, v, graph, theta, store_states=checkpoint is False)
+    if chosen == "triton":
+        from scgraphbench.kernels.triton_gpu import triton_graph_attention
+
+        return triton_graph_attention(q, k, v, graph, theta, store_states=checkpoint is False)
     keep_mask, keep_scale = None, 1.0
-    if training and dropout_p > 0:
+    if dropout:
         B, H = q.shape[:2]
         keep_mask = _dropout_mask((B * H, graph.n_edges), dropout_p, q)
         keep_scale = 1.0 / (1.0 - dropout_p)
-    if len(theta) == 1:  # heat with 1 step or PPR with 0: out = theta_0 V, no attention at all
-        return v * theta[0]
-    return _GraphAttentionFunction.apply(q, k, v, graph, theta, keep_mask, keep_scale, checkpoint)
+    return _GraphAttentionFunction.apply(
+        q, k, v, graph, theta, keep_mask, keep_scale, bool(checkpoint)
+    )

@@ -208,7 +208,9 @@ DIFFUSION_PARAMS: tuple[Param, ...] = (
     _float("t", 5.0, "heat-kernel diffusion time", minimum=0.0, exclusive=True),
     _int("steps", 6, "diffusion steps K", minimum=0),
     _bool("normalise_heat", False, "divide the heat series by its kept mass"),
-    _bool("checkpoint", False, "recompute diffusion states in the backward"),
+    Param("checkpoint", "bool", None, "recompute diffusion states in the backward (None: the "
+          "kernel's choice: the fused kernels recompute, torch.sparse keeps them)",
+          also=(None,)),
 )
 PATTERN_PARAMS: tuple[Param, ...] = (
     _choice("order", "dataset", ("dataset", "random", "graph"), "gene ordering of the pattern"),

