@@ -369,12 +369,10 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
         graph=A,
         extra={},
     )
-    classes = {
-        "masked_attention": gh.MaskedAttentionModel,
-        "genohoption_ppr": gh.GenoHoptionPPR,
-        "genohoption_heat": gh.GenoHoptionHeat,
-    }
-    model = classes[family](ctx, d_model=16, n_layers=2, n_heads=2, dropout=0.0)
+    from scgraphbench.models.registry import build_family
+
+    model = build_family(family, ctx, dict(d_model=16, n_layers=2, n_heads=2, dropout=0.0,
+                                           pooling="cls"))
     x = torch.rand(4, n_genes)
     out = model(x)
     out["logits"].sum().backward()
