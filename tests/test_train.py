@@ -230,12 +230,14 @@ def test_attention_flops_by_formula():
     ctx = ModelContext(
         task="annotation", n_genes=n, gene_names=[str(i) for i in range(n)], n_classes=2
     )
-    dense = get_family("transformer")(ctx, d_model=d, n_layers=layers, n_heads=2)
+    dense = get_family("transformer")(ctx, d_model=d, n_layers=layers, n_heads=2, pooling="cls")
     L = n + 1  # CLS token
     assert mixer_flops(dense, n) == layers * (8 * L * d * d + 4 * L * L * d)
     chain = sp.csr_matrix((np.ones(n - 1), (np.arange(n - 1), np.arange(1, n))), shape=(n, n))
     ctx.graph = chain
-    masked = get_family("masked_attention")(ctx, d_model=d, n_layers=layers, n_heads=2)
+    masked = get_family("masked_attention")(
+        ctx, d_model=d, n_layers=layers, n_heads=2, pooling="cls"
+    )
     mixer = next(m for m in masked.modules() if hasattr(m, "qkv"))
     E = int(getattr(mixer, "col", getattr(getattr(mixer, "graph", None), "col", None)).numel())
     assert mixer_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)

@@ -14,7 +14,11 @@
 - ``synthetic_perturbation``: ``params`` for
   :func:`scgraphbench.data.synthetic.synthetic_perturbation_adata`;
 - ``synthetic_positional``: ``mode`` (set|order) + ``params`` for
-  :func:`scgraphbench.data.positional.synthetic_positional_adata` (the positional study).
+  :func:`scgraphbench.data.positional.synthetic_positional_adata` (the positional study);
+- ``synthetic_planted``: ``params`` for
+  :func:`scgraphbench.data.synthetic.planted_regulatory_adata` (cell types driven by TF
+  modules; prepared like a bring-your-own h5ad, label = ``cell_type``); its GRN is the
+  database source ``synthetic_planted`` with the same ``params``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from scgraphbench.errors import ScgbError
 log = logging.getLogger(__name__)
 
 LOADER_KINDS = ("scanpy_pbmc68k_reduced", "h5ad", "10x", "gears", "synthetic_perturbation",
-                "synthetic_positional")
+                "synthetic_positional", "synthetic_planted")
 DEFAULT_ROOT = "resources/datasets"
 
 
@@ -135,6 +139,18 @@ def prepare_dataset(
         return synthetic_positional_adata(spec.get("mode", "set"), dataset=name,
                                           seed=int(spec.get("seed", 0)),
                                           **(spec.get("params") or {}))
+    if source == "synthetic_planted":
+        from scgraphbench.data.synthetic import planted_regulatory_adata
+
+        s = _settings(name, spec, None)
+        return prepare_annotation(
+            planted_regulatory_adata(**(s.get("params") or {})),
+            label_key="cell_type",
+            source="synthetic_planted",
+            val_fraction=float(s.get("val_fraction", 0.15)),
+            test_fraction=float(s.get("test_fraction", 0.2)),
+            **_common(name, s),
+        )
     raise ScgbError(
         f"unknown source '{source}' for dataset '{name}'",
         field=f"datasets.{name}.source",

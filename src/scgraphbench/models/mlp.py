@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from scgraphbench.errors import ScgbError
-from scgraphbench.models.base import check_positive
+from scgraphbench.models.base import GeneStandardiser, check_positive
 from scgraphbench.models.registry import ModelContext, register
 
 
@@ -18,6 +18,9 @@ class MLP(nn.Module):
     """x (B, n_genes) -> [Linear(width), GELU, Dropout] per hidden layer -> Linear(d_model) =
     the cell embedding -> head. ``hidden``: one width for ``n_layers`` layers, or a list of
     widths (then ``n_layers`` is not used).
+
+    The expression is standardised per gene first (training-cell mean and std from
+    ``ctx.extra``; see :func:`scgraphbench.models.base.gene_scaling`).
 
     Annotation: ``logits = Linear(GELU(embedding))``. Perturbation: the input is the control
     cell's expression concatenated with the perturbation flags, and
@@ -54,6 +57,9 @@ class MLP(nn.Module):
                 fix="set dropout in [0, 1)",
             )
         self.task = ctx.task
+        # per-gene standardisation with training-cell statistics (ctx.extra): on raw log
+        # values the MLP sat on the class prior for epochs (docs/training.md)
+        self.scaler = GeneStandardiser(ctx)
         n_in = ctx.n_genes * (2 if ctx.task == "perturbation" else 1)
         layers: list[nn.Module] = []
         width = n_in
@@ -66,9 +72,10 @@ class MLP(nn.Module):
         self.head = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, n_out))
 
     def forward(self, x: torch.Tensor, pert: torch.Tensor | None = None) -> dict[str, Any]:
+        z = self.scaler(x)
         if self.task == "annotation":
-            emb = self.trunk(x)
+            emb = self.trunk(z)
             return {"embedding": emb, "logits": self.head(emb)}
         flags = torch.zeros_like(x) if pert is None else pert.to(x.dtype)
-        emb = self.trunk(torch.cat([x, flags], dim=-1))
+        emb = self.trunk(torch.cat([z, flags], dim=-1))
         return {"embedding": emb, "pred": x + self.head(emb)}

@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
+from scgraphbench.evaluate.collapse import detect_perturbation_collapse
 from scgraphbench.io import atomic_path, write_json
+from scgraphbench.models.base import gene_scaling
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.train.common import (
     ATTENTION_PROBE_CELLS,
@@ -116,7 +118,9 @@ def run_perturbation(
     data = perturbation_data(adata, prepared, train_fraction=cfg.train_fraction, seed=seed)
     n_genes = len(data.genes)
     graph = load_aligned_graph(graph_path, data.genes)
-    ctx = ModelContext(task="perturbation", n_genes=n_genes, gene_names=data.genes, graph=graph)
+    # the input standardisation is fit on the training inputs (training control cells)
+    ctx = ModelContext(task="perturbation", n_genes=n_genes, gene_names=data.genes, graph=graph,
+                       extra=gene_scaling(data.ctrl_pool["train"]))
     model = build_family(family, ctx, params, seed)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
@@ -202,6 +206,12 @@ def run_perturbation(
 
     table, overall, groups, conds, pred_mean, true_mean = score(data, "test", pred)
     result.update({k: v for k, v in overall.items() if k != "n_perturbations"})
+    if is_torch(model):  # the non-learned baselines predict one response by design
+        verdict = detect_perturbation_collapse(pred_mean, true_mean, data.ctrl_mean)
+        result.update(collapsed=verdict["collapsed"], collapse_reason=verdict["collapse_reason"],
+                      collapse=verdict)
+    else:
+        result.update(collapsed=False, collapse_reason=None)
     result["subgroups"] = groups
     result.update(cost_block(model, n_genes, device, mem.peak_mb, len(pred), infer))
     ref, source = reference_graph(adata, data.genes, reference_graph_path)

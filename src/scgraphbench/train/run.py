@@ -25,7 +25,9 @@ from scgraphbench.evaluate.annotation import (
     embedding_scores,
     per_class_scores,
 )
+from scgraphbench.evaluate.collapse import detect_collapse, prior_loss
 from scgraphbench.io import atomic_path, write_json
+from scgraphbench.models.base import gene_scaling
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.train.common import (
     ATTENTION_PROBE_CELLS,
@@ -128,8 +130,12 @@ def run_annotation(
         gene_names=data.genes,
         n_classes=len(data.classes),
         graph=graph,
-        # 'rank': cells are shown as their genes in rank order without values (positional study)
-        extra={"token_order": adata.uns.get("scgraphbench", {}).get("token_order", "index")},
+        # 'rank': cells are shown as their genes in rank order without values (positional study);
+        # gene_mean/gene_std: the per-gene input standardisation, fit on training cells only
+        extra={
+            "token_order": adata.uns.get("scgraphbench", {}).get("token_order", "index"),
+            **gene_scaling(data.X["train"]),
+        },
     )
     model = build_family(family, ctx, params, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,8 +200,9 @@ def run_annotation(
             s = annotation_scores(data.y["val"], logits.argmax(1), len(data.classes))
             return s["macro_f1"], {"val_macro_f1": s["macro_f1"], "val_accuracy": s["accuracy"]}
 
+        prior = prior_loss(data.y["train"], len(data.classes), cfg.class_weighting)
         with PeakMemory(device) as mem:
-            trainer.fit(batches, validate, stop_after_epoch=stop_after_epoch)
+            trainer.fit(batches, validate, stop_after_epoch=stop_after_epoch, prior_loss=prior)
         if (
             stop_after_epoch is not None
             and not trainer.state.done
@@ -210,6 +217,14 @@ def run_annotation(
 
     y_test = data.y["test"]
     result.update(annotation_scores(y_test, pred, len(data.classes)))
+    if is_torch(model):  # a learned family that never left the class prior is marked
+        verdict = detect_collapse(
+            pred, len(data.classes), trainer.state.history, y_true=y_test, prior=prior
+        )
+        result.update(collapsed=verdict["collapsed"], collapse_reason=verdict["collapse_reason"],
+                      collapse=verdict)
+    else:
+        result.update(collapsed=False, collapse_reason=None)
     result["per_class"] = per_class_scores(y_test, pred, data.classes)
     result.update(embedding_scores(emb, y_test, seed=seed))
     result.update(cost_block(model, len(data.genes), device, mem.peak_mb, len(pred), infer))
