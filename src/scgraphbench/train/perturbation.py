@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
 from scgraphbench.evaluate.collapse import detect_perturbation_collapse
+from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
 from scgraphbench.io import atomic_path, write_json
 from scgraphbench.models.base import gene_scaling
 from scgraphbench.models.registry import ModelContext
