@@ -226,12 +226,12 @@ def test_attention_flops_by_formula():
     ctx = ModelContext(
         task="annotation", n_genes=n, gene_names=[str(i) for i in range(n)], n_classes=2
     )
-    dense = build_family("transformer", ctx, dict(d_model=d, n_layers=layers, n_heads=2))
+    dense = build_family("transformer", ctx, dict(d_model=d, n_layers=layers, n_heads=2, pooling="cls"))
     L = n + 1  # CLS token
     assert attention_flops(dense, n) == layers * (8 * L * d * d + 4 * L * L * d)
     chain = sp.csr_matrix((np.ones(n - 1), (np.arange(n - 1), np.arange(1, n))), shape=(n, n))
     ctx.graph = chain
-    masked = build_family("masked_attention", ctx, dict(d_model=d, n_layers=layers, n_heads=2))
+    masked = build_family("masked_attention", ctx, dict(d_model=d, n_layers=layers, n_heads=2, pooling="cls"))
     E = masked.mixers()[0].graph.n_edges
     assert attention_flops(masked, n) == layers * (8 * L * d * d + 4 * E * d)
     assert attention_flops(masked, n) < attention_flops(dense, n)

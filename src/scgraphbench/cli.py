@@ -68,6 +68,28 @@ def cmd_fetch_database(a: argparse.Namespace) -> None:
     fetch_database(a.name, a.spec, a.out, info=a.info, cache_dir=a.cache)
 
 
+def cmd_make_planted(a: argparse.Namespace) -> None:
+    from scgraphbench.data.synthetic import (
+        PLANTED_GRN_KEYS,
+        planted_grn,
+        planted_regulatory_adata,
+        shuffled_grn,
+        write_trrust,
+    )
+    from scgraphbench.io import atomic_path
+
+    adata = planted_regulatory_adata(**a.params)
+    p = adata.uns["planted"]["params"]
+    grn = planted_grn(**{k: p[k] for k in PLANTED_GRN_KEYS})
+    with atomic_path(a.out, suffix=".h5ad") as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    write_trrust(grn, a.grn)
+    if a.shuffled_grn:
+        write_trrust(shuffled_grn(grn, seed=a.shuffle_seed), a.shuffled_grn)
+    log.info("planted dataset: %d cells x %d genes, %d types -> %s; GRN of %d edges -> %s",
+             adata.n_obs, adata.n_vars, p["n_types"], a.out, len(grn), a.grn)
+
+
 def cmd_fetch_checkpoint(a: argparse.Namespace) -> None:
     from scgraphbench.models.backbones.checkpoint import fetch_checkpoint
 
@@ -244,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--info", default=None, help="provenance and counts (.json)")
     s.add_argument("--cache", default="resources/databases/raw", help="download folder")
     s.set_defaults(func=cmd_fetch_database)
+
+    s = sub.add_parser("make-planted",
+                       help="write a planted regulatory dataset (h5ad of raw counts, "
+                            "obs['cell_type']) and its GRN as a TRRUST file (bring-your-own test)")
+    s.add_argument("--params", type=_json, default={},
+                   help="generator parameters, JSON (data.synthetic.PLANTED_DEFAULTS)")
+    s.add_argument("--out", required=True, help="the dataset (.h5ad)")
+    s.add_argument("--grn", required=True, help="the planted GRN (TRRUST TSV)")
+    s.add_argument("--shuffled-grn", default=None,
+                   help="also write a degree-matched shuffle of the GRN (TRRUST TSV)")
+    s.add_argument("--shuffle-seed", type=int, default=0)
+    s.set_defaults(func=cmd_make_planted)
 
     s = sub.add_parser("fetch-checkpoint",
                        help="download a pretrained backbone's checkpoint folder (checksummed)")

@@ -14,7 +14,11 @@
 - ``synthetic_perturbation``: ``params`` for
   :func:`scgraphbench.data.synthetic.synthetic_perturbation_adata`;
 - ``synthetic_positional``: ``mode`` (set|order) + ``params`` for
-  :func:`scgraphbench.data.positional.synthetic_positional_adata` (the positional study).
+  :func:`scgraphbench.data.positional.synthetic_positional_adata` (the positional study);
+- ``synthetic_planted``: ``params`` for
+  :func:`scgraphbench.data.synthetic.planted_regulatory_adata` (cell types driven by TF
+  modules; prepared like a bring-your-own h5ad, label = ``cell_type``); its GRN is the
+  database source ``synthetic_planted`` with the same ``params``.
 """
 
 from __future__ import annotations
@@ -127,6 +131,19 @@ def prepare_dataset(
                                           seed=int(spec.get("seed", 0)),
                                           split_seed=split_seed(spec),
                                           **(spec.get("params") or {}))
+    if source == "synthetic_planted":
+        from scgraphbench.data.synthetic import planted_regulatory_adata
+
+        s = _settings(name, spec, None)
+        return prepare_annotation(
+            planted_regulatory_adata(**(s.get("params") or {})),
+            label_key="cell_type",
+            source="synthetic_planted",
+            val_fraction=float(s.get("val_fraction", 0.15)),
+            test_fraction=float(s.get("test_fraction", 0.2)),
+            **_label_options(s),
+            **_common(name, s),
+        )
     raise ScgbError(
         f"unknown source '{source}' for dataset '{name}'",
         field=f"datasets.{name}.source",

@@ -9,7 +9,7 @@ from scgraphbench.data.registry import REGISTRY
 from scgraphbench.errors import ScgbError
 
 LOADER_KINDS = ("scanpy_pbmc68k_reduced", "h5ad", "10x", "gears", "synthetic_perturbation",
-                "synthetic_positional")
+                "synthetic_positional", "synthetic_planted")
 DEFAULT_ROOT = "resources/datasets"
 
 

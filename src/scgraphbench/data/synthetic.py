@@ -44,8 +44,10 @@ Ground truth: ``uns['grn']`` = {regulator, target, weight} (gene symbols; regula
 
 from __future__ import annotations
 
+import math
 import warnings
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -318,3 +320,240 @@ def grn_adjacency(adata: ad.AnnData, genes: list[str] | None = None) -> sp.csr_m
     A = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
     A.data[:] = 1.0
     return A
+
+
+# ---------------------------------------------------------------------------------------
+# Planted regulatory signal: cell types driven by TF modules (annotation task)
+# ---------------------------------------------------------------------------------------
+
+PLANTED_DEFAULTS: dict[str, Any] = dict(
+    n_cells=725,
+    n_genes=900,
+    n_types=6,
+    n_tfs=12,
+    tfs_per_type=3,
+    n_decoy_tfs=6,
+    module_size=20,
+    repression_fraction=0.2,
+    program_strength=1.0,
+    activity_sd=0.35,
+    target_weight=0.6,
+    tf_readout=0.3,
+    gene_noise_sd=0.6,
+    library_size=3000.0,
+    dispersion=4.0,
+    seed=0,
+)
+# parameters that shape the GRN; the others only shape the cells, so the GRN of a params
+# set is the same whatever n_cells is (a database entry can rebuild it without the cells)
+PLANTED_GRN_KEYS = ("n_genes", "n_types", "n_tfs", "tfs_per_type", "n_decoy_tfs",
+                    "module_size", "repression_fraction", "seed")
+
+
+def planted_params(**overrides: Any) -> dict[str, Any]:
+    """:data:`PLANTED_DEFAULTS` overlaid by ``overrides``, checked."""
+    unknown = sorted(set(overrides) - set(PLANTED_DEFAULTS))
+    if unknown:
+        raise ScgbError(
+            f"synthetic_planted: unknown parameter(s) {unknown}",
+            field="params",
+            fix=f"use only: {', '.join(PLANTED_DEFAULTS)}",
+        )
+    p = {**PLANTED_DEFAULTS, **overrides}
+
+    def bad(key: str, why: str, fix: str) -> ScgbError:
+        return ScgbError(f"synthetic_planted: {key} = {p[key]!r} {why}", field=f"params.{key}",
+                         fix=fix)
+
+    for key in ("n_types", "n_tfs", "module_size", "tfs_per_type"):
+        if int(p[key]) < (2 if key == "n_types" else 1):
+            raise bad(key, "is too small", "use at least 2 types and 1 of the others")
+    if int(p["tfs_per_type"]) >= int(p["n_tfs"]):
+        raise bad("tfs_per_type", f"must be below n_tfs = {p['n_tfs']}",
+                  "let each type switch on fewer TFs than there are")
+    n_codes = math.comb(int(p["n_tfs"]), int(p["tfs_per_type"]))
+    if n_codes < int(p["n_types"]):
+        raise bad("n_types", f"exceeds the {n_codes} distinct TF programs",
+                  "raise n_tfs or lower n_types")
+    n_tfs_all = int(p["n_tfs"]) + int(p["n_decoy_tfs"])
+    if int(p["n_genes"]) < n_tfs_all * (1 + int(p["module_size"])):
+        raise bad("n_genes", f"cannot hold {n_tfs_all} TFs with {p['module_size']} targets each",
+                  f"use n_genes >= {n_tfs_all * (1 + int(p['module_size']))}")
+    if int(p["n_cells"]) < 10 * int(p["n_types"]):
+        raise bad("n_cells", "is too few for a train/val/test split",
+                  "use at least 10 cells per type")
+    if not 0.0 <= float(p["repression_fraction"]) <= 1.0:
+        raise bad("repression_fraction", "is not in [0, 1]", "give a fraction")
+    for key in ("program_strength", "activity_sd", "target_weight", "tf_readout",
+                "gene_noise_sd"):
+        if float(p[key]) < 0:
+            raise bad(key, "is negative", "use a value >= 0")
+    for key in ("library_size", "dispersion"):
+        if float(p[key]) <= 0:
+            raise bad(key, "is not positive", "use a value > 0")
+    return p
+
+
+def planted_symbols(n_genes: int, n_tfs_all: int) -> np.ndarray:
+    """``TF01..`` for the regulators, ``PG0001..`` for every other gene."""
+    w_tf, w_g = len(str(n_tfs_all)), len(str(n_genes))
+    return np.asarray([f"TF{i + 1:0{w_tf}d}" for i in range(n_tfs_all)]
+                      + [f"PG{i + 1:0{w_g}d}" for i in range(n_genes - n_tfs_all)])
+
+
+def planted_grn(**params: Any) -> pd.DataFrame:
+    """The planted GRN of :func:`planted_regulatory_adata` for these parameters, as a TRRUST
+    table: columns ``tf, target, mode`` (Activation/Repression), one row per edge.
+
+    Genes 0..n_tfs-1 are the type-driving TFs, the next ``n_decoy_tfs`` regulate modules whose
+    activity is independent of cell type (real GRNs are mostly irrelevant to any one label);
+    each TF has ``module_size`` targets, drawn without overlap from the non-TF genes."""
+    p = planted_params(**params)
+    n_tfs_all = int(p["n_tfs"]) + int(p["n_decoy_tfs"])
+    symbols = planted_symbols(int(p["n_genes"]), n_tfs_all)
+    rng = np.random.default_rng([int(p["seed"]), 0])  # the GRN's own stream (see above)
+    targets = rng.permutation(np.arange(n_tfs_all, int(p["n_genes"])))
+    rows = []
+    for k in range(n_tfs_all):
+        module = targets[k * int(p["module_size"]) : (k + 1) * int(p["module_size"])]
+        repress = rng.random(len(module)) < float(p["repression_fraction"])
+        rows += [(symbols[k], symbols[g], "Repression" if r else "Activation")
+                 for g, r in zip(module, repress, strict=True)]
+    return pd.DataFrame(rows, columns=["tf", "target", "mode"])
+
+
+def _type_programs(p: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """(n_types, n_tfs) 0/1: which TFs each type switches on; distinct rows, every TF used
+    by some type when there are enough types."""
+    n_types, n_tfs, k = int(p["n_types"]), int(p["n_tfs"]), int(p["tfs_per_type"])
+    codes: list[tuple[int, ...]] = []
+    while len(codes) < n_types:
+        # prefer the TFs used least so far, so that modules are shared evenly between types
+        use = np.zeros(n_tfs)
+        for c in codes:
+            use[list(c)] += 1
+        order = np.lexsort((rng.random(n_tfs), use))
+        code = tuple(sorted(order[:k].tolist()))
+        if code in codes:  # the least-used set is taken: any unused set
+            code = tuple(sorted(rng.choice(n_tfs, size=k, replace=False).tolist()))
+        if code not in codes:
+            codes.append(code)
+    P = np.zeros((n_types, n_tfs))
+    for t, c in enumerate(codes):
+        P[t, list(c)] = 1.0
+    return P
+
+
+def planted_regulatory_adata(**params: Any) -> ad.AnnData:
+    """A bring-your-own-style annotation dataset whose cell types are written into TF
+    modules (parameters: :data:`PLANTED_DEFAULTS`).
+
+    Generative model:
+
+    1. **GRN** (:func:`planted_grn`): ``n_tfs`` type-driving TFs and ``n_decoy_tfs`` decoy
+       TFs, each with ``module_size`` targets (a share ``repression_fraction`` repressed).
+    2. **Types.** Type t switches on ``tfs_per_type`` of the driving TFs (distinct
+       combinations, modules shared between types). A cell's TF activity is
+       ``a_k = program_strength * P[t, k] + N(0, activity_sd^2)`` (decoys: noise only, at the
+       same spread as the driving TFs' spread across cells).
+    3. **Expression.** A target of TF k has log-rate shift ``±target_weight * a_k``; the TF's
+       own mRNA reads its activity weakly (``tf_readout * a_k``, TF activity is mostly
+       post-translational); every gene of every cell has independent noise
+       ``N(0, gene_noise_sd^2)``. Baseline abundance ``pi = softmax(N(0, 1))``; counts are
+       Gamma-Poisson with mean ``L * pi * exp(shift)``, ``L = library_size * LogNormal(0, 0.3)``.
+
+    With the defaults a single target gene separates types weakly (its shift is small next
+    to its noise and to Poisson sampling), while the mean over a module's 20 targets
+    recovers the TF activity: the label is carried by coordinated module activity, which a
+    model can find by aggregating over the true regulons.
+
+    Returns raw integer counts in ``X``, ``obs['cell_type']``, gene symbols as var_names,
+    ``uns['grn']`` (regulator, target, weight: the same edges as :func:`planted_grn`),
+    ``uns['planted']`` (parameters and the type programs).
+    """
+    p = planted_params(**params)
+    grn = planted_grn(**{k: p[k] for k in PLANTED_GRN_KEYS})
+    n_genes, n_tfs = int(p["n_genes"]), int(p["n_tfs"])
+    n_tfs_all = n_tfs + int(p["n_decoy_tfs"])
+    symbols = planted_symbols(n_genes, n_tfs_all)
+    index = {g: i for i, g in enumerate(symbols)}
+    W = np.zeros((n_genes, n_tfs_all))  # W[g, k]: shift of gene g per unit activity of TF k
+    sign = np.where(grn["mode"].to_numpy() == "Repression", -1.0, 1.0)
+    W[grn["target"].map(index).to_numpy(), grn["tf"].map(index).to_numpy()] = (
+        sign * float(p["target_weight"])
+    )
+    W[np.arange(n_tfs_all), np.arange(n_tfs_all)] = float(p["tf_readout"])
+
+    rng = np.random.default_rng([int(p["seed"]), 1])  # the cells' stream
+    programs = _type_programs(p, np.random.default_rng([int(p["seed"]), 2]))
+    n_cells, n_types = int(p["n_cells"]), int(p["n_types"])
+    types = rng.permutation(np.arange(n_cells) % n_types)  # balanced types
+    strength, sd = float(p["program_strength"]), float(p["activity_sd"])
+    activity = np.empty((n_cells, n_tfs_all))
+    activity[:, :n_tfs] = strength * programs[types] + rng.normal(0.0, sd, (n_cells, n_tfs))
+    # decoys vary as much across cells as a driving TF does, but independently of type
+    on = int(p["tfs_per_type"]) / n_tfs
+    decoy_sd = math.sqrt(sd**2 + strength**2 * on * (1 - on))
+    activity[:, n_tfs:] = rng.normal(strength * on, decoy_sd, (n_cells, n_tfs_all - n_tfs))
+    mu = rng.normal(0.0, 1.0, n_genes)
+    pi = np.exp(mu - mu.max())
+    pi /= pi.sum()
+    shift = activity @ W.T + rng.normal(0.0, float(p["gene_noise_sd"]), (n_cells, n_genes))
+    lib = float(p["library_size"]) * rng.lognormal(0.0, 0.3, (n_cells, 1))
+    rate = lib * pi * np.exp(shift)
+    disp = float(p["dispersion"])
+    counts = rng.poisson(rng.gamma(shape=disp, scale=rate / disp)).astype(np.float32)
+
+    type_names = np.asarray([f"type{t + 1}" for t in range(n_types)])
+    obs = pd.DataFrame({"cell_type": pd.Categorical(type_names[types])},
+                       index=[f"cell{i:05d}" for i in range(n_cells)])
+    adata = ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=symbols))
+    adata.uns["grn"] = {
+        "regulator": grn["tf"].to_numpy(dtype=str),
+        "target": grn["target"].to_numpy(dtype=str),
+        "weight": (sign * float(p["target_weight"])).astype(np.float32),
+    }
+    adata.uns["planted"] = {
+        "params": p,
+        "driving_tfs": symbols[:n_tfs].tolist(),
+        "decoy_tfs": symbols[n_tfs:n_tfs_all].tolist(),
+        "programs": {type_names[t]: symbols[np.flatnonzero(programs[t])].tolist()
+                     for t in range(n_types)},
+    }
+    return adata
+
+
+def shuffled_grn(grn: pd.DataFrame, seed: int = 0, swaps_per_edge: int = 10) -> pd.DataFrame:
+    """A degree-matched random control of a TF -> target table: repeated double edge swaps
+    ``(a->b, c->d) -> (a->d, c->b)`` keep every gene's out-degree (as TF) and in-degree (as
+    target) and every edge's mode, while the targets move across genes; swaps that would
+    make a self-edge or a duplicate are skipped."""
+    tf = grn["tf"].astype(str).to_numpy().copy()
+    target = grn["target"].astype(str).to_numpy().copy()
+    edges = set(zip(tf, target, strict=True))
+    rng = np.random.default_rng(seed)
+    n = len(tf)
+    for _ in range(swaps_per_edge * n if n > 1 else 0):
+        i, j = rng.integers(0, n, 2)
+        a, b, c, d = tf[i], target[i], tf[j], target[j]
+        if i == j or a == d or c == b or (a, d) in edges or (c, b) in edges:
+            continue
+        edges -= {(a, b), (c, d)}
+        edges |= {(a, d), (c, b)}
+        target[i], target[j] = d, b
+    out = grn.copy()
+    out["target"] = target
+    return out
+
+
+def write_trrust(grn: pd.DataFrame, path: str | Path, pmid: str = "planted") -> Path:
+    """Write a ``tf, target, mode`` table in TRRUST's raw layout: headerless TSV, columns TF,
+    target, mode, PMIDs (``pmid`` in every row: these edges come from no paper)."""
+    from scgraphbench.io import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = grn[["tf", "target", "mode"]].assign(pmids=pmid)
+    with atomic_path(path, suffix=".tsv") as tmp:
+        table.to_csv(tmp, sep="\t", header=False, index=False)
+    return path

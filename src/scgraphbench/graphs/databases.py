@@ -11,6 +11,10 @@ A ``databases.<name>`` config entry names a ``source``:
 - ``dgp_amio``: shorthand for the URL of DGP-AMIO's ``graphs/edges_<db>.csv`` at a fixed commit.
 - ``enrichr``: an Enrichr library through gseapy (``library``, ``organism``).
 - ``file``: a local file (``path``).
+- ``synthetic_planted``: the planted GRN of
+  :func:`scgraphbench.data.synthetic.planted_regulatory_adata` for ``params`` (the dataset
+  entry's generator parameters), written as a TRRUST file into the cache folder; with
+  ``shuffle_seed`` its degree-matched shuffle (:func:`scgraphbench.data.synthetic.shuffled_grn`).
 
 Every source also takes ``path``: a local copy that is used instead (the offline override);
 its sha256 is checked when one is pinned. ``format`` says how to parse the file.
@@ -31,7 +35,7 @@ from scgraphbench.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("package", "url", "dgp_amio", "enrichr", "file")
+SOURCES = ("package", "url", "dgp_amio", "enrichr", "file", "synthetic_planted")
 FORMATS = ("dgp_edges", "trrust", "collectri", "regnetwork", "sif", "gmt")
 
 # DGP-AMIO's ten gene-interaction graphs, the regulation source GenoHoption's README points
@@ -117,6 +121,11 @@ def resolve_spec(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                 fix="e.g. library: ChEA_2022",
             )
         spec.setdefault("format", "gmt")
+    if source == "synthetic_planted":
+        from scgraphbench.data.synthetic import planted_params
+
+        planted_params(**(spec.get("params") or {}))  # unknown or bad parameters fail here
+        spec.setdefault("format", "trrust")
     if source == "url" and not spec.get("url"):
         raise ScgbError(
             "a url source needs 'url'",
@@ -223,6 +232,20 @@ def obtain(name: str, spec: dict[str, Any], cache_dir: str | Path) -> Path | Non
             fix=f"reinstall {spec['package']}=={spec['version']}",
         )
         return path
+    if source == "synthetic_planted":
+        from scgraphbench.data.synthetic import (
+            PLANTED_GRN_KEYS,
+            planted_grn,
+            planted_params,
+            shuffled_grn,
+            write_trrust,
+        )
+
+        p = planted_params(**(spec.get("params") or {}))
+        grn = planted_grn(**{k: p[k] for k in PLANTED_GRN_KEYS})
+        if spec.get("shuffle_seed") is not None:
+            grn = shuffled_grn(grn, seed=int(spec["shuffle_seed"]))
+        return write_trrust(grn, Path(cache_dir) / name / "planted_grn.tsv")
     if source in ("url", "dgp_amio"):
         url = spec["url"]
         dest = Path(cache_dir) / name / url.rstrip("/").rsplit("/", 1)[-1]

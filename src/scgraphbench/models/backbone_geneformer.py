@@ -64,7 +64,6 @@ class GeneformerBackbone(FamilyModule):
 
     recommended_lr = 5e-5  # Geneformer's cell-classification example (AdamW, linear schedule)
     tasks = ("annotation",)
-    needs_graph = False
 
     def __init__(
         self,

@@ -66,7 +66,6 @@ class ScGPTBackbone(FamilyModule):
 
     recommended_lr = 1e-4  # scGPT's annotation and perturbation tutorials
     tasks = ("annotation", "perturbation")
-    needs_graph = False  # only the graph attention modes need one; checked in __init__
 
     def __init__(
         self,

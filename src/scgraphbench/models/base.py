@@ -41,6 +41,12 @@ from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.models.token_graph import with_global_nodes
 
+# continuous encoder knots over standardised expression: zeros of sparse genes sit at -0.3..-2,
+# expressed cells at 0..+4; beyond the last knot the hinges stay linear
+STANDARDISED_RANGE = (-2.0, 4.0)
+# batch-norm running statistics for evaluation: small datasets give 10-20 steps an epoch, and
+# PyTorch's 0.1 leaves the epoch-0 validation on statistics 30% from their start values
+POOL_NORM_MOMENTUM = 0.3
 LOG_EXPRESSION_MAX = 10.0  # log1p(normalize_total(1e4)) values stay below this in practice
 
 
@@ -63,20 +69,29 @@ def quantile_bins(x: torch.Tensor, n_bins: int) -> torch.Tensor:
 class ValueEncoder(nn.Module):
     """Expression value -> (..., d): ``continuous`` (scGPT's ContinuousValueEncoder: Linear,
     ReLU, Linear, LayerNorm on the scalar) or ``binned`` (per-cell quantile bins, an
-    embedding per bin, LayerNorm: scGPT's CategoryValueEncoder)."""
+    embedding per bin, LayerNorm: scGPT's CategoryValueEncoder).
 
-    def __init__(self, d_model: int, mode: str = "continuous", n_bins: int = 51) -> None:
+    ``value_range``: where the continuous encoder's hinge knots lie (the range of the values
+    it is given: standardised expression in the token families)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        mode: str = "continuous",
+        n_bins: int = 51,
+        value_range: tuple[float, float] = (0.0, LOG_EXPRESSION_MAX),
+    ) -> None:
         super().__init__()
         self.mode, self.n_bins = mode, n_bins
         if mode == "continuous":
             self.net = nn.Sequential(nn.Linear(1, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
-            # hinge basis: unit k is relu(x - knot_k), knots spread evenly over the range of
-            # log-normalised expression (0 to ~10), so that from the first step the encoding
-            # separates values anywhere in that range; PyTorch's default init puts most knots
-            # outside it and the encoding starts nearly linear in x (4x more steps to learn).
+            # hinge basis: unit k is relu(x - knot_k), knots spread evenly over the values'
+            # range, so that from the first step the encoding separates values anywhere in
+            # it; PyTorch's default init puts most knots outside it and the encoding starts
+            # nearly linear in x (4x more steps to learn).
             with torch.no_grad():
                 self.net[0].weight.fill_(1.0)
-                self.net[0].bias.copy_(-torch.linspace(0.0, LOG_EXPRESSION_MAX, d_model))
+                self.net[0].bias.copy_(-torch.linspace(*value_range, d_model))
         else:
             self.net = nn.Embedding(n_bins, d_model)
             nn.init.normal_(self.net.weight, std=0.02)
@@ -86,6 +101,43 @@ class ValueEncoder(nn.Module):
         if self.mode == "continuous":
             return self.norm(self.net(x.unsqueeze(-1)))
         return self.norm(self.net(quantile_bins(x, self.n_bins)))
+
+
+def gene_scaling(X_train: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-gene mean and standard deviation of log expression over the TRAINING cells, the
+    ``ModelContext.extra`` entries (``gene_mean``, ``gene_std``) that neural families
+    standardise their input with (as logistic regression's StandardScaler does). A gene
+    constant on training cells gets std 1, so that it stays constant rather than blowing up."""
+    X = np.asarray(X_train, dtype=np.float64)
+    mean = X.mean(0)
+    std = X.std(0)
+    std = np.where(std > 1e-6, std, 1.0)
+    return {"gene_mean": mean.astype(np.float32), "gene_std": std.astype(np.float32)}
+
+
+class GeneStandardiser(nn.Module):
+    """x -> (x - mean_g) / std_g with the training-cell statistics of
+    :func:`gene_scaling` from ``ctx.extra`` (buffers, saved with the weights); the identity
+    when the context carries none (a model built outside a training run)."""
+
+    def __init__(self, ctx: ModelContext) -> None:
+        super().__init__()
+        n = ctx.n_genes
+        mean, std = ctx.extra.get("gene_mean"), ctx.extra.get("gene_std")
+        for name, value, fill in (("mean", mean, 0.0), ("std", std, 1.0)):
+            t = torch.full((n,), fill) if value is None else torch.as_tensor(
+                np.asarray(value, dtype=np.float32))
+            if t.shape != (n,):
+                raise ScgbError(
+                    f"gene_{name} has shape {tuple(t.shape)}, the data has {n} genes",
+                    field=f"extra.gene_{name}",
+                    fix="compute it with models.base.gene_scaling on the training cells",
+                )
+            self.register_buffer(name, t.float())
+        self.fitted = mean is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
@@ -230,7 +282,7 @@ class GeneTokenModel(FamilyModule):
     """
 
     mixer_cls: type[TokenMixer] = TokenMixer
-    default_pooling = "cls"
+    default_pooling = "mean"
     family = "gene_token_model"
 
     def __init__(
@@ -247,6 +299,9 @@ class GeneTokenModel(FamilyModule):
         n_bins: int,
         positional: bool,
         pooling: str | None,
+        value_coupling: str,
+        pool_norm: str,
+        standardise: bool,
         **mixer_params: Any,
     ) -> None:
         super().__init__()
@@ -258,7 +313,17 @@ class GeneTokenModel(FamilyModule):
         self.gene_emb = nn.Embedding(n, d_model)
         nn.init.normal_(self.gene_emb.weight, std=0.02)  # small: see the module docstring
         self.gene_norm = nn.LayerNorm(d_model)
-        self.value_enc = ValueEncoder(d_model, value_encoding, n_bins)
+        # continuous values are standardised per gene with training-cell statistics
+        # (ctx.extra, from gene_scaling) before the shared encoder; bins use raw values
+        self.standardise = standardise and value_encoding == "continuous"
+        self.scaler = GeneStandardiser(ctx) if self.standardise else None
+        value_range = (
+            STANDARDISED_RANGE
+            if self.scaler is not None and self.scaler.fitted
+            else (0.0, LOG_EXPRESSION_MAX)
+        )
+        self.value_enc = ValueEncoder(d_model, value_encoding, n_bins, value_range)
+        self.value_coupling = value_coupling
         self.positional = positional
         # 'rank' (positional study): values are withheld and each gene carries only the
         # position it takes in its cell's expression ranking, so position is all there is
@@ -289,6 +354,17 @@ class GeneTokenModel(FamilyModule):
             from torch_geometric.nn.aggr import AttentionalAggregation
 
             self.attention_pool = AttentionalAggregation(nn.Linear(d_model, 1))
+        # normalise the pooled cell embedding: a mean (or CLS / attention average) over many
+        # gene tokens is a large cell-invariant vector plus a small cell-specific part, and
+        # without this the head sees the same input for every cell (docs/training.md)
+        # (annotation only: the perturbation head reads every gene's own state as well)
+        self.pool_norm = (
+            nn.Identity()
+            if pool_norm == "none" or ctx.task != "annotation"
+            else nn.BatchNorm1d(d_model, momentum=POOL_NORM_MOMENTUM)
+            if pool_norm == "batch"
+            else nn.LayerNorm(d_model)
+        )
         if ctx.task == "annotation":
             self.head = nn.Sequential(
                 nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, ctx.n_classes)
@@ -326,7 +402,12 @@ class GeneTokenModel(FamilyModule):
                 rank = torch.argsort(torch.argsort(-x, dim=-1, stable=True), dim=-1, stable=True)
                 h = h + self.pos[rank]
         else:
-            h = h + self.value_enc(x)
+            v = self.value_enc(self.scaler(x) if self.scaler is not None else x)
+            # multiply: the value modulates its gene's own embedding, so that a mean over
+            # genes is at once a gene-specific readout of the values (a random projection of
+            # the expression vector, as logistic regression's input); add: scGPT's sum, whose
+            # mean over genes sees only the cell's value histogram until a layer mixes the two
+            h = h + h * v if self.value_coupling == "multiply" else h + v
             if self.positional:
                 h = h + self.pos.unsqueeze(0)
         if pert is not None and self.task == "perturbation":
@@ -399,6 +480,7 @@ class GeneTokenModel(FamilyModule):
         genes = h[:, 1:] if self.use_cls else h
         emb = self.pool(h, genes)
         if self.task == "annotation":
+            emb = self.pool_norm(emb)
             return {"embedding": emb, "logits": self.head(emb)}
         # per-gene change from the control cell, conditioned on the cell embedding
         cell = emb.unsqueeze(1).expand_as(genes)

@@ -202,6 +202,11 @@ TOKEN_PARAMS: tuple[Param, ...] = (
     _bool("positional", False, "sinusoidal encoding of the dataset's gene order"),
     _choice("pooling", None, ("cls", "mean", "attention"), "None: the family's default",
             also=(None,)),
+    _choice("value_coupling", "multiply", ("multiply", "add"),
+            "how a gene's value meets its identity: scaled gene embedding, or a sum"),
+    _choice("pool_norm", "batch", ("batch", "layer", "none"),
+            "normalisation of the pooled cell embedding before the head"),
+    _bool("standardise", True, "standardise each gene with training-cell mean and std"),
 )
 DIFFUSION_PARAMS: tuple[Param, ...] = (
     _float("alpha", 0.25, "PPR teleport probability", minimum=0.0, maximum=1.0),

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scgraphbench.models.base import GeneStandardiser
 from scgraphbench.models.contract import FamilyModule
 from scgraphbench.models.registry import ModelContext, register
 
@@ -17,6 +18,9 @@ class MLP(FamilyModule):
     """x (B, n_genes) -> [Linear(width), GELU, Dropout] per hidden layer -> Linear(d_model) =
     the cell embedding -> head. ``hidden``: one width for ``n_layers`` layers, or a list of
     widths (then ``n_layers`` is not used).
+
+    The expression is standardised per gene first (training-cell mean and std from
+    ``ctx.extra``; see :func:`scgraphbench.models.base.gene_scaling`).
 
     Annotation: ``logits = Linear(GELU(embedding))``. Perturbation: the input is the control
     cell's expression concatenated with the perturbation flags, and
@@ -29,6 +33,9 @@ class MLP(FamilyModule):
         # an int is one width for n_layers hidden layers; a list gives each layer's width
         widths = [hidden] * n_layers if not isinstance(hidden, list | tuple) else list(hidden)
         self.task = ctx.task
+        # per-gene standardisation with training-cell statistics (ctx.extra): on raw log
+        # values the MLP sat on the class prior for epochs (docs/training.md)
+        self.scaler = GeneStandardiser(ctx)
         n_in = ctx.n_genes * (2 if ctx.task == "perturbation" else 1)
         layers: list[nn.Module] = []
         width = n_in
@@ -41,9 +48,10 @@ class MLP(FamilyModule):
         self.head = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, n_out))
 
     def forward(self, x: torch.Tensor, pert: torch.Tensor | None = None) -> dict[str, Any]:
+        z = self.scaler(x)
         if self.task == "annotation":
-            emb = self.trunk(x)
+            emb = self.trunk(z)
             return {"embedding": emb, "logits": self.head(emb)}
         flags = torch.zeros_like(x) if pert is None else pert.to(x.dtype)
-        emb = self.trunk(torch.cat([x, flags], dim=-1))
+        emb = self.trunk(torch.cat([z, flags], dim=-1))
         return {"embedding": emb, "pred": x + self.head(emb)}

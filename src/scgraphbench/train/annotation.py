@@ -25,8 +25,9 @@ from scgraphbench.evaluate.annotation import (
     embedding_scores,
     per_class_scores,
 )
-from scgraphbench.evaluate.collapse import detect_collapse
+from scgraphbench.evaluate.collapse import detect_collapse, prior_loss
 from scgraphbench.io import atomic_path
+from scgraphbench.models.base import gene_scaling
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.train.data import annotation_data, class_weights
 from scgraphbench.train.task import Task
@@ -65,8 +66,10 @@ class AnnotationTask(Task):
             n_classes=self.n_classes, graph=graph, seed=self.seed,
             class_weight=self.cfg.class_weight,
             # 'rank': genes shown in rank order without values (the positional study)
+            # gene_mean/gene_std: the input standardisation, fit on training cells only
             extra={"token_order":
-                   (self.adata.uns.get("scgraphbench") or {}).get("token_order", "index")},
+                   (self.adata.uns.get("scgraphbench") or {}).get("token_order", "index"),
+                   **gene_scaling(self.data.X["train"])},
         )
 
     def sizes(self) -> dict[str, int]:
@@ -115,9 +118,12 @@ class AnnotationTask(Task):
             **embedding_scores(prediction.embedding, y, seed=self.seed),
         }
 
+    def prior_loss(self) -> float:
+        return prior_loss(self.data.y["train"], self.n_classes, self.weights is not None)
+
     def collapse(self, prediction: Labels, history: list[dict[str, float]]) -> dict[str, Any]:
-        return detect_collapse("annotation", prediction.pred, n_classes=self.n_classes,
-                               history=history)
+        return detect_collapse(prediction.pred, self.n_classes, history,
+                               y_true=self.data.y["test"], prior=self.prior_loss())
 
     def n_inferred(self, prediction: Labels) -> int:
         return len(prediction.pred)

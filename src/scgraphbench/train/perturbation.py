@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from scgraphbench.data.gears import genes_of
-from scgraphbench.evaluate.collapse import detect_collapse
+from scgraphbench.evaluate.collapse import detect_perturbation_collapse
 from scgraphbench.evaluate.perturbation import condition_means, perturbation_table, summarise
 from scgraphbench.io import atomic_path
+from scgraphbench.models.base import gene_scaling
 from scgraphbench.models.registry import ModelContext
 from scgraphbench.train.data import PerturbationData, perturbation_data
 from scgraphbench.train.task import Task
@@ -89,8 +90,10 @@ class PerturbationTask(Task):
         return self.data.genes
 
     def context(self, graph: sp.csr_matrix | None) -> ModelContext:
+        # the input standardisation is fit on the training inputs (training control cells)
         return ModelContext(task="perturbation", n_genes=len(self.genes), gene_names=self.genes,
-                            graph=graph, seed=self.seed)
+                            graph=graph, seed=self.seed,
+                            extra=gene_scaling(self.data.ctrl_pool["train"]))
 
     def sizes(self) -> dict[str, int]:
         return {"n_genes": len(self.genes),
@@ -160,9 +163,8 @@ class PerturbationTask(Task):
                 "subgroups": groups}
 
     def collapse(self, prediction: Expression, history: list[dict[str, float]]) -> dict[str, Any]:
-        _, _, _, conds, pred_mean, _ = self.score(prediction)
-        return detect_collapse("perturbation", pred_mean, ctrl_mean=self.data.ctrl_mean,
-                               history=history)
+        _, _, _, _, pred_mean, true_mean = self.score(prediction)
+        return detect_perturbation_collapse(pred_mean, true_mean, self.data.ctrl_mean)
 
     def n_inferred(self, prediction: Expression) -> int:
         return len(prediction.pred)

@@ -95,7 +95,7 @@ def run(
         with PeakMemory(device) as mem:
             trainer.fit(task.train_batches,
                         lambda _m: task.val_score(task.predict(trainer, "val")),
-                        stop_after_epoch=stop_after_epoch)
+                        stop_after_epoch=stop_after_epoch, prior_loss=task.prior_loss())
         if not trainer.finished:
             return None
         test, infer = timed(lambda: task.predict(trainer, "test"))
@@ -105,10 +105,12 @@ def run(
         result["resumed_from_epoch"] = trainer.resumed_from
     result.update(task.validation_summary(result["best_val_score"]))
     result.update(task.test_scores(test))
-    if spec.learned:
-        result.update(task.collapse(test, history))
-    else:
-        result.update({"collapsed": False, "collapse_reason": ""})
+    if spec.learned:  # a model that never trained is marked, counted and kept out of claims
+        verdict = task.collapse(test, history)
+        result.update(collapsed=verdict["collapsed"], collapse_reason=verdict["collapse_reason"],
+                      collapse=verdict)
+    else:  # the non-learned baselines predict one response by design
+        result.update(collapsed=False, collapse_reason=None)
     result.update(cost_block(model, len(task.genes), device, mem.peak_mb, task.n_inferred(test),
                              infer))
     ref, source = reference_graph(adata, task.genes, reference_graph_path)

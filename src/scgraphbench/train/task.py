@@ -82,7 +82,12 @@ class Task(ABC):
 
     @abstractmethod
     def collapse(self, prediction: Any, history: list[dict[str, float]]) -> dict[str, Any]:
-        """``collapsed`` (bool) and ``collapse_reason`` for a test prediction."""
+        """``collapsed`` (bool), ``collapse_reason`` and the numbers behind the verdict
+        (:mod:`scgraphbench.evaluate.collapse`) for a test prediction."""
+
+    def prior_loss(self) -> float | None:
+        """The training loss of a constant predictor, where patience waits (None: none)."""
+        return None
 
     @abstractmethod
     def probe_inputs(self, prediction: Any, n_cells: int) -> dict[str, torch.Tensor]:

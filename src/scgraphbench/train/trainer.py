@@ -1,5 +1,13 @@
 """One trainer for every neural family: AdamW, early stopping, per-epoch atomic checkpoints.
 
+Early stopping cannot end a run that has not trained (docs/training.md): no stop before
+``min_epochs``, and while the training loss is still on the class-prior plateau (the loss of
+a constant predictor, passed to :meth:`Trainer.fit` as ``prior_loss``) the patience count
+does not start. ``epochs`` is a budget. The learning rate warms up linearly over
+``warmup_epochs`` and then stays (``lr_schedule: constant``) or follows a cosine to zero at
+the end of the budget (``cosine``); it is a pure function of the global step, so a resumed
+run follows the same schedule.
+
 Resume is exact: batch order and dropout noise are re-seeded from (seed, epoch) at the
 start of every epoch, so a job killed and restarted from its last checkpoint ends with
 the same weights and metrics as one that never stopped (what makes SLURM requeue safe).
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import statistics
 import sys
 import time
@@ -28,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from scgraphbench.errors import ScgbError
+from scgraphbench.evaluate.collapse import at_prior
 from scgraphbench.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -35,11 +45,17 @@ log = logging.getLogger(__name__)
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 20  # the budget: early stopping ends most runs well before it
     patience: int = 5
+    min_epochs: int = 5  # no early stop before this many epochs (or the budget)
     lr: float = 1e-4
+    warmup_epochs: float = 0.0  # linear warm-up of the learning rate over this many epochs
+    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at the budget)
     weight_decay: float = 0.01
     batch_size: int = 32
     class_weight: str | None = "balanced"  # balanced | None, for every family alike
@@ -81,7 +97,42 @@ class TrainConfig:
                     field=f"train.{key}",
                     fix="use 1 or more",
                 )
+        if int(cfg.min_epochs) < 0:  # above the budget it is the budget that ends the run
+            raise ScgbError(
+                f"min_epochs = {cfg.min_epochs} is negative",
+                field="train.min_epochs",
+                fix="use 0 or more",
+            )
+        if not 0.0 <= float(cfg.warmup_epochs) < int(cfg.epochs):
+            raise ScgbError(
+                f"warmup_epochs = {cfg.warmup_epochs} is not in [0, epochs = {cfg.epochs})",
+                field="train.warmup_epochs",
+                fix="warm up over fewer epochs than the budget, or use 0",
+            )
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ScgbError(
+                f"unknown lr_schedule {cfg.lr_schedule!r}",
+                field="train.lr_schedule",
+                fix=f"use one of {', '.join(LR_SCHEDULES)}",
+            )
+        if not float(cfg.lr) >= 0.0:  # 0 is allowed: a deliberately untrained control
+            raise ScgbError(
+                f"lr = {cfg.lr} is negative",
+                field="train.lr",
+                fix="use a learning rate >= 0, e.g. 3e-3",
+            )
         return cfg
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate of global step ``step`` (0-based) under warm-up and schedule."""
+        warm = float(self.warmup_epochs) * steps_per_epoch
+        if warm > 0 and step < warm:
+            return float(self.lr) * (step + 1) / warm
+        if self.lr_schedule == "cosine":
+            total = max(int(self.epochs) * steps_per_epoch - warm, 1.0)
+            done = min(max(step - warm, 0.0) / total, 1.0)
+            return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * done))
+        return float(self.lr)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -121,6 +172,7 @@ class TrainState:
     best_score: float = -np.inf
     best_epoch: int = -1
     bad_epochs: int = 0
+    global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
@@ -211,6 +263,12 @@ class Trainer:
             target.to(self.device, non_blocking=True),
         )
 
+    def set_lr(self, steps_per_epoch: int) -> float:
+        lr = self.cfg.lr_at(self.state.global_step, steps_per_epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
     def step(self, batch: Batch) -> float:
         inputs, target = self.to_device(batch)
         self.model.train()
@@ -225,6 +283,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
+        self.state.global_step += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.state.step_times.append(time.perf_counter() - t0)
@@ -249,12 +308,17 @@ class Trainer:
         batches: Callable[[int], Iterator[Batch]],
         validate: Callable[[torch.nn.Module], tuple[float, dict[str, float]]],
         stop_after_epoch: int | None = None,
+        prior_loss: float | None = None,
     ) -> TrainState:
         """Train until ``cfg.epochs`` or early stopping; resumes from the checkpoint if any.
 
-        ``stop_after_epoch`` ends the call early (after saving), as a kill would: tests use it.
+        ``prior_loss``: the training loss of a constant predictor (annotation: the class
+        prior, :func:`scgraphbench.evaluate.collapse.prior_loss`); while an epoch's loss is
+        still on that plateau, patience does not count. ``stop_after_epoch`` ends the call
+        early (after saving), as a kill would: tests use it.
         """
         self.try_resume()
+        steps_per_epoch = self.steps_per_epoch(batches)
         tty = sys.stderr.isatty()
         first_epoch = self.state.epoch
         bar = tqdm(
@@ -272,10 +336,11 @@ class Trainer:
             # re-seed from (seed, epoch) so that a resumed run replays the same randomness
             torch.manual_seed(self.seed * 100_003 + epoch)
             t0 = time.perf_counter()
-            losses = []
+            losses, lr = [], float(self.cfg.lr)
             for i, batch in enumerate(batches(epoch)):
                 if self.cfg.max_steps_per_epoch and i >= self.cfg.max_steps_per_epoch:
                     break
+                lr = self.set_lr(steps_per_epoch)
                 losses.append(self.step(batch))
             self.state.epoch_times.append(time.perf_counter() - t0)
             score, info = validate(self.model)
@@ -283,9 +348,11 @@ class Trainer:
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)),
                 "val_score": score,
+                "lr": lr,
                 **info,
             }
             self.state.history.append(record)
+            plateau = prior_loss is not None and at_prior(record["train_loss"], prior_loss)
             if score > self.state.best_score:
                 self.state.best_score, self.state.best_epoch, self.state.bad_epochs = (
                     score,
@@ -293,10 +360,12 @@ class Trainer:
                     0,
                 )
                 self.best_weights = copy.deepcopy(self.model.state_dict())
+            elif plateau:  # not trained yet: patience starts when the loss leaves the prior
+                self.state.bad_epochs = 0
             else:
                 self.state.bad_epochs += 1
-                if self.state.bad_epochs >= self.cfg.patience:
-                    self.state.done = True
+            if self.state.bad_epochs >= self.cfg.patience and epoch + 1 >= self.cfg.min_epochs:
+                self.state.done = True
             self.state.epoch = epoch + 1
             self.save()
             postfix = {
@@ -324,6 +393,16 @@ class Trainer:
         self.model.load_state_dict(self.best_weights)
         return self.state
 
+    def steps_per_epoch(self, batches: Callable[[int], Iterator[Batch]]) -> int:
+        """Optimizer steps in one epoch (the schedule's unit): epoch 0's batches counted,
+        capped by ``max_steps_per_epoch``; batch order is a function of (seed, epoch) only,
+        so counting does not disturb training."""
+        if float(self.cfg.warmup_epochs) == 0 and self.cfg.lr_schedule == "constant":
+            return 1  # the schedule is flat: no need to count
+        n = sum(1 for _ in batches(0))
+        cap = self.cfg.max_steps_per_epoch
+        return max(min(n, cap) if cap else n, 1)
+
     def summary(self) -> dict[str, float]:
         st = self.state
         # the first steps include one-off allocation and kernel selection
@@ -340,7 +419,12 @@ class Trainer:
 
 
 def minibatches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-    """Shuffled index batches, the order a function of (seed, epoch) only."""
+    """Shuffled index batches, the order a function of (seed, epoch) only. A last batch of
+    one example joins the one before it (batch normalisation needs two)."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else n
+        yield order[start:stop]
