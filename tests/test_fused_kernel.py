@@ -250,19 +250,21 @@ def test_models_match_the_reference_kernel(
 ) -> None:
     from scgraphbench.models.registry import build_family
 
-    x = torch.rand(5, 14, generator=torch.Generator().manual_seed(0))
+    # float64: in float32 the two summation orders differ by ~1e-4 in a few gradients,
+    # which says nothing about the kernel; in double precision they must agree closely.
+    x = torch.rand(5, 14, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     results = {}
     for impl in ("fused", "torch_sparse"):
         monkeypatch.setenv(IMPL_ENV, impl)
         torch.manual_seed(0)
         model = build_family(family, _model_context(),
-                             dict(d_model=16, n_layers=2, n_heads=2, **params))
+                             dict(d_model=16, n_layers=2, n_heads=2, **params)).double()
         model.train()  # dropout on the residual branches; attention dropout is 0
         torch.manual_seed(1)
         logits = model(x)["logits"]
         logits.square().sum().backward()
         results[impl] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
     (out_a, grads_a), (out_b, grads_b) = results["fused"], results["torch_sparse"]
-    assert torch.allclose(out_a, out_b, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(out_a, out_b, rtol=1e-9, atol=1e-9)
     for a, b in zip(grads_a, grads_b, strict=True):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-9)

@@ -305,13 +305,13 @@ def planted_run_inputs(tmp_path_factory):
 
 
 def _run(inputs, family: str, seed: int, train: dict | None = None) -> dict:
-    from scgraphbench.train.run import run_annotation
+    from scgraphbench.train.run import run
 
     config = inputs["config"]
     params = dict(config["models"][family].get("params") or {})
     graph = None if family in GRAPH_FREE | {"logreg"} else inputs["graph"]
     out = inputs["dir"] / "runs" / family / f"seed{seed}-{len(train or {})}"
-    return run_annotation(inputs["prepared"], graph, family, params,
+    return run(inputs["prepared"], graph, family, params,
                           {**config["train"], **(train or {})}, seed, str(out))
 
 
