@@ -58,7 +58,8 @@ def with_(path: str, value: Any, config: dict[str, Any] | None = None) -> dict[s
         ("studies.sensitivity.grid", {"nomodel": {"alpha": [0.5]}}, "studies.sensitivity.grid",
          "not defined"),
         ("studies.sensitivity.grid", {"genohoption_ppr": {"alpha": [1.5]}}, "alpha", "1.5"),
-        ("studies.ablation.arms", {"full": {"model": "genohoption_ppr", "graph": "knn"}},
+        ("studies.ablation.arms", {"full": {"model": "genohoption_ppr", "graph": "knn"},
+                                   "random": {"model": "genohoption_ppr", "graph": "coexpr"}},
          "studies.ablation.arms.full.graph", "not defined"),
         ("report.baseline", "performer", "report.baseline", "not a configured model"),
     ],
@@ -186,3 +187,31 @@ def test_mutated_configs_are_accepted_or_refused_with_a_key_path(mutations):
         check(cfg)
     except ScgbError as e:
         assert e.field, f"no key path in: {e}"
+
+
+def test_engine_check_config_restricts_models_and_graphs_to_the_planted_data():
+    cfg = yaml.safe_load((REPO / "config/engine_check.yaml").read_text())
+    cfg["datasets"]["pbmc"] = {"source": "scanpy_pbmc68k_reduced", "label_key": "bulk_labels",
+                               "models": ["logreg"]}
+    plan = check(cfg)
+    on = {(r.dataset, r.model, r.graph) for r in plan.runs}
+    assert {(m, g) for d, m, g in on if d == "pbmc"} == {("logreg", "none")}
+    # the random controls inherit their base's datasets: none runs on pbmc
+    assert not any(d == "pbmc" and "random" in g for d, _, g in on)
+    assert ("planted", "gnn_gcn", "random_planted_grn") in on
+    checks = [c for c in plan.comparisons if c.table == "engine_check"]
+    assert {c.family for c in checks} == {"engine_positive:planted", "engine_negative:planted"}
+    assert {c.id for c in checks} == {f"engine_{role}:planted:{m}:{g}"
+                                      for role, g in (("positive", "planted_grn"),
+                                                      ("negative", "shuffled_grn"))
+                                      for m in ("gnn_gcn", "genohoption_ppr")}
+    # engine-check data stays out of the paper claims
+    assert all("planted" not in c.datasets for c in plan.comparisons if c.table == "claims")
+
+    cfg["datasets"]["pbmc"]["models"] = ["logreg", "nomodel"]
+    with pytest.raises(ScgbError, match="not defined") as e:
+        check(cfg)
+    assert e.value.field == "datasets.pbmc.models"
+    cfg["datasets"]["pbmc"]["models"] = ["gnn_gcn"]
+    with pytest.raises(ScgbError, match="no 'logreg' model"):
+        check(cfg)

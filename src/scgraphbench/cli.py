@@ -189,7 +189,9 @@ def cmd_validate_config(a: argparse.Namespace) -> None:
     print(f"{a.configfile}: valid. {len(plan.main_datasets)} datasets ({dict(tasks)}), "
           f"{len(plan.models)} models, {len(plan.runs)} training runs, "
           f"{len(plan.graph_builds())} graph builds, "
-          f"{sum(c.table == 'claims' for c in plan.comparisons)} claim comparisons.")
+          f"{sum(c.table == 'claims' for c in plan.comparisons)} claim comparisons, "
+          f"{sum(c.table == 'engine_check' for c in plan.comparisons)} engine-check "
+          "comparisons.")
 
 
 def cmd_scaling(a: argparse.Namespace) -> None:

@@ -103,6 +103,17 @@ class Plan:
     def random_controls(self) -> dict[str, str]:
         return random_controls(self.graphs)
 
+    def runs_on(self, dataset: str, model: str, graph: str = NO_GRAPH) -> bool:
+        """Whether ``model`` on ``graph`` runs on ``dataset``: the model's tasks, the
+        dataset's ``models:`` list and the graph's ``datasets:`` list allow it."""
+        if model not in self.models or self.task(dataset) not in self.models[model].tasks:
+            return False
+        only = self.datasets[dataset].get("models")
+        if only and model not in only:
+            return False
+        allowed = graph_datasets(self.graphs, graph)
+        return allowed is None or dataset in allowed
+
     def graph_kind(self, graph: str) -> str:
         return graph_kind(self.graphs, graph)
 
@@ -214,12 +225,9 @@ class _Runs:
     def add(self, dataset: str, model: str, graph: str, setting: str = DEFAULT,
             replicates: list[int] | None = None) -> None:
         plan = self.plan
+        if not plan.runs_on(dataset, model, graph):
+            return
         task = plan.task(dataset)
-        if model not in plan.models or task not in plan.models[model].tasks:
-            return
-        allowed = graph_datasets(plan.graphs, graph)
-        if allowed is not None and dataset not in allowed:
-            return
         reps = range(plan.replicates(dataset)) if replicates is None else replicates
         for rep in reps:
             for seed in plan.config["seeds"]:
@@ -319,7 +327,8 @@ def _check_baselines(plan: Plan) -> None:
     for dataset in plan.main_datasets:
         task = plan.task(dataset)
         family = ANNOTATION_BASELINE if task == "annotation" else PERTURBATION_BASELINE
-        if not any(m.spec.name == family and task in m.tasks for m in plan.models.values()):
+        if not any(m.spec.name == family and plan.runs_on(dataset, name)
+                   for name, m in plan.models.items()):
             raise ScgbError(
                 f"the {task} dataset '{dataset}' has no '{family}' model to compare with",
                 field="models",
@@ -362,6 +371,9 @@ def build_plan(config: dict[str, Any]) -> Plan:
                      f"graphs.{name}.datasets")
     skipped: list[str] = []
     models = _resolve_models(config, skipped)
+    for name, spec in datasets.items():
+        _check_names("models", list(spec.get("models") or []), config.get("models") or {},
+                     f"datasets.{name}.models")
     plan = Plan(config, datasets, main, models, dict(config.get("graphs") or {}), {}, [],
                 skipped)
     for name, model in models.items():

@@ -209,14 +209,16 @@ def declare_comparisons(plan: Any) -> list[Comparison]:
         table = "main" if task == "annotation" else "perturbation"
         metric = METRIC_OF_TASK[task]
         for model, graph in pairs(task, prior_only=False):
+            if not plan.runs_on(dataset, model, graph):
+                continue
             a = Arm(_label(model, graph), ((model, graph),))
-            if (model, graph) != (baseline, NO_GRAPH):
+            if (model, graph) != (baseline, NO_GRAPH) and plan.runs_on(dataset, baseline):
                 claim(f"{table}:{dataset}:{model}:{graph}:vs_baseline",
                       f"{_label(model, graph)} vs {baseline}", "", task, metric, a,
                       base_arm(task), {"kind": "two_sided"}, table=table,
                       datasets=(dataset,), family=f"{table}:{dataset}:vs_baseline")
             rnd = controls.get(graph)
-            if rnd and rnd in plan.models[model].graphs:
+            if rnd and rnd in plan.models[model].graphs and plan.runs_on(dataset, model, rnd):
                 claim(f"{table}:{dataset}:{model}:{graph}:vs_random",
                       f"{_label(model, graph)} vs {rnd}", "", task, metric, a,
                       Arm(_label(model, rnd), ((model, rnd),)), {"kind": "two_sided"},

@@ -133,4 +133,8 @@ def graph_datasets(graphs: dict[str, Any], name: str) -> list[str] | None:
     if name == NO_GRAPH:
         return None
     spec = graphs.get(name) or {}
-    return list(spec["datasets"]) if spec.get("datasets") else None
+    if spec.get("datasets"):
+        return list(spec["datasets"])
+    if spec.get("kind") == "random" and spec.get("base") in graphs:
+        return graph_datasets(graphs, spec["base"])  # a control goes where its base goes
+    return None
