@@ -215,3 +215,25 @@ def test_engine_check_config_restricts_models_and_graphs_to_the_planted_data():
     cfg["datasets"]["pbmc"]["models"] = ["gnn_gcn"]
     with pytest.raises(ScgbError, match="no 'logreg' model"):
         check(cfg)
+
+
+def test_graph_free_config_dry_runs_and_its_graph_table_is_empty(tmp_path):
+    """Issue 14: a config whose models are all graph-free stopped in graph-table with
+    'argument --stats: expected at least one argument'."""
+    import pandas as pd
+
+    cfg = copy.deepcopy(TINY)
+    cfg["models"] = {"logreg": {"params": {"C": 0.1}}, "transformer": {}}
+    cfg["studies"] = {}
+    path = tmp_path / "graph_free.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    from conftest import snakemake
+
+    res = snakemake(tmp_path, "-n", configfile=path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "graph_table" in res.stdout and "build_graph" not in res.stdout
+    # the shell command the rule runs when there are no graphs
+    out = tmp_path / "graphs.csv"
+    assert main(["graph-table", "--stats", "--graphs", "--overlap",
+                 str(tmp_path / "overlap.csv"), "--out", str(out)]) == 0
+    assert pd.read_csv(out).empty

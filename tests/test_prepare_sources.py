@@ -280,3 +280,14 @@ def test_annotation_hvgs_use_training_cells_only(tmp_path):
     assert not np.allclose(
         again.X[again.obs["split"] == "test"], base.X[base.obs["split"] == "test"]
     )
+
+
+def test_n_top_genes_above_the_gene_count_keeps_all_and_says_so(caplog):
+    from scgraphbench.data.prepare import select_hvgs_on_train
+
+    adata = ad.AnnData(np.ones((4, 6), dtype=np.float32),
+                       obs=pd.DataFrame({"split": ["train"] * 4}, index=list("abcd")))
+    with caplog.at_level("WARNING"):
+        out = select_hvgs_on_train(adata, 3000)
+    assert out.n_vars == 6
+    assert "n_top_genes = 3000 but the data has 6 genes: keeping all 6" in caplog.text

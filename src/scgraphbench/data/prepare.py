@@ -340,7 +340,11 @@ def select_hvgs_on_train(
     adata: ad.AnnData, n_top_genes: int | None, keep: list[str] | None = None
 ) -> ad.AnnData:
     """Pick HVGs from training cells only, then subset every cell to them (plus ``keep``)."""
-    if not n_top_genes or n_top_genes >= adata.n_vars:
+    if not n_top_genes:
+        return adata
+    if n_top_genes >= adata.n_vars:
+        log.warning("n_top_genes = %d but the data has %d genes: keeping all %d (set "
+                    "n_top_genes: null to say so)", n_top_genes, adata.n_vars, adata.n_vars)
         return adata
     train = adata[adata.obs["split"] == "train"]
     with warnings.catch_warnings():
