@@ -266,3 +266,19 @@ def test_attention_maps_from_dense_and_masked_families():
     # families without attention have no map
     gcn = build_family("gnn_gcn", _ctx(n, chain), dict(d_model=8, n_layers=1))
     assert gcn.attention_maps({"x": x, "pert": pert}, n) is None
+
+
+def test_pearson_and_mse_agree_with_scipy_and_sklearn():
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_squared_error as sk_mse
+
+    from scgraphbench.evaluate.perturbation import mean_squared_error, pearson
+
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 100, 5000):
+        a, b = rng.normal(size=n), rng.normal(size=n) * 3 + 1e3
+        assert pearson(a, b) == pytest.approx(pearsonr(a, b)[0], abs=1e-12)
+        assert pearson(a, a * 2 + 1) == pytest.approx(1.0, abs=1e-12)
+        assert mean_squared_error(a, b) == pytest.approx(sk_mse(a, b), rel=1e-12)
+    assert pearson(np.ones(5), rng.normal(size=5)) == 0.0  # GEARS: undefined r is 0
+    assert pearson(np.ones(1), np.ones(1)) == 0.0

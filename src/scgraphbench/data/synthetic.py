@@ -53,7 +53,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 
 from scgraphbench.errors import ScgbError
@@ -143,6 +142,8 @@ def condition_effect(
 def gears_de_genes(adata: ad.AnnData) -> None:
     """``uns['rank_genes_groups_cov_all']`` and ``uns['top_non_dropout_de_20']`` as GEARS
     computes them (``get_DE_genes`` / ``get_dropout_non_zero_genes``), per cell type."""
+    import scanpy as sc  # here, not at module level: run() reads grn_adjacency from here
+
     de: dict[str, list[str]] = {}
     for cov in adata.obs["cell_type"].unique():
         sub = adata[adata.obs["cell_type"] == cov].copy()
@@ -268,6 +269,8 @@ def synthetic_perturbation_adata(
     var = pd.DataFrame({"gene_name": symbols}, index=pd.Index(ids))
     adata = ad.AnnData(X=sp.csr_matrix(counts_m), obs=obs, var=var)
     adata.layers["counts"] = sp.csr_matrix(counts_m)
+    import scanpy as sc
+
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
     adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
