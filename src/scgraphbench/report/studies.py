@@ -415,16 +415,22 @@ def study_ablation(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
 
 
 def study_positional(runs: pd.DataFrame, plan: dict[str, Any]) -> Result:
-    data = runs[(runs["setting_study"] == "positional")
+    # collapsed runs are kept here: on order-dependent labels a model without positional
+    # encoding cannot do better than the class prior, and that number is the study's result
+    good = runs[(runs["setting_study"] == "positional")
                 & (runs["setting_key"] == "positional")].copy()
-    good, _ = usable(data)
     if good.empty:
         return pd.DataFrame(), "no positional runs\n", empty_figure("no positional runs")
     good["positional_encoding"] = np.where(good["setting_value"].astype(str) == "True", "on",
                                            "off")
     keys = ["dataset", "model", "positional_encoding"]
     table = summarise(good, ANNOTATION, keys)
-    md = markdown(table, keys, ANNOTATION)
+    if "collapsed" in good:
+        table = table.merge(collapsed_counts(good, keys).rename("at_prior").reset_index(),
+                            on=keys, how="left")
+    md = markdown(table, keys, ANNOTATION, extra=["at_prior"] if "at_prior" in table else ())
+    md += ("\n`at_prior`: runs whose predictions stayed at the class prior (kept in the "
+           "means: without positional encoding, order-dependent labels are not learnable).\n")
     units = good.groupby([*keys, "replicate"])["accuracy"].mean().reset_index()
     g = sns.catplot(data=units, x="accuracy", y="model", hue="positional_encoding",
                     col="dataset", kind="bar", errorbar="sd", capsize=0.15, height=3.5,
