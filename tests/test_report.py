@@ -279,3 +279,23 @@ def test_tuning_picks_each_replicates_setting_on_validation():
     got = tf.groupby(["dataset", "replicate", "graph"])["setting"].first()
     assert got.to_dict() == expect.to_dict()  # every replicate: its best on validation
     assert len(tf) == len(runs[(runs["model"] == "transformer") & (runs["setting"] == "default")])
+
+
+def test_positional_study_keeps_runs_at_the_prior_and_counts_them():
+    """Without positional encoding, order-dependent labels cannot be learned: those runs sit
+    at the class prior and are the study's result, not runs to leave out."""
+    from scgraphbench.report.studies import study_positional
+
+    rows = []
+    for rep in (0, 1):
+        for pe, acc, collapsed in ((True, 0.9, False), (False, 0.5, True)):
+            rows.append({"dataset": "positional_order", "model": "transformer", "graph": "none",
+                         "replicate": rep, "seed": 0, "setting": f"pe-{'on' if pe else 'off'}",
+                         "setting_study": "positional", "setting_key": "positional",
+                         "setting_value": str(pe), "accuracy": acc, "macro_f1": acc / 2,
+                         "collapsed": collapsed})
+    table, md, _ = study_positional(pd.DataFrame(rows), {})
+    off = table[table["positional_encoding"] == "off"].iloc[0]
+    assert off["accuracy_mean"] == pytest.approx(0.5) and off["at_prior"] == 2
+    assert table[table["positional_encoding"] == "on"].iloc[0]["at_prior"] == 0
+    assert "at_prior" in md
