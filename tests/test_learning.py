@@ -330,8 +330,7 @@ def default_settings_table(planted_run_inputs) -> pd.DataFrame:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    inputs = {k: v for k, v in planted_run_inputs.items()}
-    jobs = [(inputs, f, s) for f in ["logreg", *NEURAL] for s in (0, 1, 2)]
+    jobs = [(planted_run_inputs, f, s) for f in ["logreg", *NEURAL] for s in (0, 1, 2)]
     with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
         table = pd.DataFrame(list(pool.map(_run_job, jobs)))
     ref = table[table["family"] == "logreg"]["macro_f1"].mean()
