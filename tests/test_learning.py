@@ -354,9 +354,6 @@ def test_every_neural_family_learns_planted_data_at_default_settings(default_set
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 13's 80% bar is not met on 234 training cells: "
-                   "the token and graph families reach 66-80% of logreg (docs/training.md); "
-                   "when it passes, drop this mark")
 def test_every_neural_family_reaches_80_percent_of_logreg(default_settings_table):
     table = default_settings_table
     ref = table[table["family"] == "logreg"]["macro_f1"].mean()

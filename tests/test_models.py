@@ -227,7 +227,7 @@ def test_gene_state_ignores_genes_outside_its_receptive_field(family: str) -> No
     """One layer, no CLS: gene i's output depends on gene j's value only if j is within the
     family's receptive field (its neighbours; two hops for the diffusion families here)."""
     A = random_graph(density=0.06, seed=3)
-    extra: dict = {"pooling": "mean"}
+    extra: dict = {"pooling": "mean", "layer_scale": 1.0}  # blocks that mix from the start
     if family in PATTERN_FAMILIES:
         extra["n_global"] = 0
     if family in DIFFUSION_FAMILIES:  # two hops: PPR's K steps reach K hops, heat's K-1

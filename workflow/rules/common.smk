@@ -85,12 +85,8 @@ def database_local_input(wc):
 
 
 def graph_spec(wc):
-    """The variant's config entry; a random control draws a fresh seed per replicate."""
-    spec = dict(config["graphs"][wc.graph] or {})
-    if PLAN.graph_kind(wc.graph) == "random":
-        spec["seed"] = int(spec.get("seed", 0)) + int(wc.replicate)
-    spec.pop("datasets", None)
-    return spec
+    """The variant's entry for one replicate (the plan's rule: a fresh control seed each)."""
+    return PLAN.graph_spec(wc.graph, wc.replicate)
 
 
 def graph_build_inputs(wc):

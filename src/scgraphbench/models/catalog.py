@@ -207,6 +207,11 @@ TOKEN_PARAMS: tuple[Param, ...] = (
     _choice("pool_norm", "batch", ("batch", "layer", "none"),
             "normalisation of the pooled cell embedding before the head"),
     _bool("standardise", True, "standardise each gene with training-cell mean and std"),
+    _bool("value_norm", False, "LayerNorm on the continuous value encoding (scGPT's layout; "
+          "off: it blows small values up to unit norm, docs/training.md)"),
+    _float("layer_scale", 0.0, "initial per-channel scale of every residual branch "
+           "(LayerScale; 0: each block starts as the identity, 1: a plain pre-LN block)",
+           minimum=0.0),
 )
 DIFFUSION_PARAMS: tuple[Param, ...] = (
     _float("alpha", 0.25, "PPR teleport probability", minimum=0.0, maximum=1.0),

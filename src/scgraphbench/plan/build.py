@@ -117,6 +117,16 @@ class Plan:
     def graph_kind(self, graph: str) -> str:
         return graph_kind(self.graphs, graph)
 
+    def graph_spec(self, graph: str, replicate: int) -> dict[str, Any]:
+        """What ``build-graph`` is given for ``graph`` on one replicate: the variant's entry
+        without its ``datasets:`` list; a random control draws a fresh seed per replicate
+        (its ``seed`` plus the replicate)."""
+        spec = dict(self.graphs[graph] or {})
+        if self.graph_kind(graph) == "random":
+            spec["seed"] = int(spec.get("seed", 0)) + int(replicate)
+        spec.pop("datasets", None)
+        return spec
+
     def study(self, name: str) -> dict[str, Any] | None:
         return study_section(self.config, name)
 
