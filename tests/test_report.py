@@ -299,3 +299,22 @@ def test_positional_study_keeps_runs_at_the_prior_and_counts_them():
     assert off["accuracy_mean"] == pytest.approx(0.5) and off["at_prior"] == 2
     assert table[table["positional_encoding"] == "on"].iloc[0]["at_prior"] == 0
     assert "at_prior" in md
+
+
+def test_frontier_names_only_the_frontier_and_the_baseline():
+    from scgraphbench.report.figures import frontier_figure, pareto
+
+    rows = [("logreg", "logreg", "none", "none", 0.60, 0.001, 5.0),
+            ("mlp", "mlp", "none", "none", 0.70, 0.002, 20.0),
+            ("transformer", "transformer", "none", "none", 0.72, 0.10, 90.0),
+            ("gnn_gcn", "gnn_gcn", "coexpr", "coexpr", 0.65, 0.05, 60.0),  # beaten by mlp
+            ("gnn_sage", "gnn_sage", "coexpr", "coexpr", 0.64, 0.06, 70.0)]  # beaten too
+    table = pd.DataFrame(rows, columns=["model", "family", "graph", "graph_kind", "score_mean",
+                                        "time_per_step_s_mean", "peak_memory_mb_mean"])
+    table = table.assign(dataset="d", task="annotation", metric="macro_f1", score_std=0.01)
+    front = pareto(table, "time_per_step_s_mean", "score_mean")
+    assert list(front["model"]) == ["logreg", "mlp", "transformer"]
+    fig = frontier_figure(table)
+    names = {t.get_text() for t in fig.axes[0].texts}
+    assert {"mlp", "transformer", " logreg (baseline)"} <= names
+    assert not {"logreg", "gnn_gcn·coexpr", "gnn_sage·coexpr"} & names

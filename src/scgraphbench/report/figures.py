@@ -91,24 +91,29 @@ def frontier_figure(table: pd.DataFrame) -> plt.Figure:
         for ax, (cost, name) in zip(row, COSTS, strict=True):
             pts = data.dropna(subset=[f"{cost}_mean", "score_mean"])
             pts = pts[pts[f"{cost}_mean"] > 0]
-            for _, p in pts.iterrows():
+            front = pareto(pts, f"{cost}_mean", "score_mean")
+            base = data[data["family"] == BASELINE_OF_TASK[task]]
+            # names only on the frontier (the baseline is named on its line): the rest sit
+            # in a cluster where names overlap; colour, marker and the tables identify them
+            named = set(front.index) - set(base.index)
+            for i, p in pts.iterrows():
                 ax.errorbar(p[f"{cost}_mean"], p["score_mean"],
                             yerr=0 if math.isnan(p["score_std"]) else p["score_std"],
                             fmt=MARKERS.get(p["graph_kind"], "o"), ms=8, capsize=2,
                             color=palette[p["family"]], mec="black", mew=0.5)
-                short = p["model"] if p["graph"] == "none" else f"{p['model']}·{p['graph']}"
-                ax.annotate(short, (p[f"{cost}_mean"], p["score_mean"]), fontsize=6.5,
-                            xytext=(4, 3), textcoords="offset points")
-            front = pareto(pts, f"{cost}_mean", "score_mean")
+                if i in named:
+                    short = (p["model"] if p["graph"] == "none"
+                             else f"{p['model']}·{p['graph']}")
+                    ax.annotate(short, (p[f"{cost}_mean"], p["score_mean"]), fontsize=6.5,
+                                xytext=(4, 3), textcoords="offset points")
             if len(front) > 1:
                 ax.step(front[f"{cost}_mean"], front["score_mean"], where="post", color="k",
                         lw=1, ls="-", alpha=0.6, label="Pareto frontier")
-            base = data[data["family"] == BASELINE_OF_TASK[task]]
+            log_axis(ax)
             for _, b in base.iterrows():
                 ax.axhline(b["score_mean"], color="k", ls="--", lw=0.8, alpha=0.7)
                 ax.text(ax.get_xlim()[0], b["score_mean"], f" {b['model']} (baseline)",
                         fontsize=7, va="bottom")
-            log_axis(ax)
             ax.set_xlabel(f"{name}, log scale")
             ax.set_ylabel(f"test {metric}, mean ± std over replicates")
             ax.set_title(f"{dataset}: {metric} against {name.split(' (')[0]}", fontsize=9)
