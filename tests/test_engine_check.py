@@ -111,10 +111,10 @@ def _verdicts(claims: pd.DataFrame, role: str) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 12, open: the token-GNN families do not exploit the planted GRN (gnn_gcn planted "
-    "vs its random control within +-0.1 either way over 4 splits, in every data regime "
-    "tried), while a plain value-only GCN on the same splits does (docs/verdicts.md); when "
-    "this passes, drop the mark"))
+    "issue 12, open: the token-GNN families do not exploit the planted GRN (in every variant "
+    "tried, gnn_gcn on it is not reliably above its random control and does no better than "
+    "on the shuffled GRN), while a plain value-only GCN on the same splits is "
+    "(docs/verdicts.md); when this passes, drop the mark"))
 def test_planted_grn_beats_its_random_control(engine_claims):
     rows = _verdicts(engine_claims, "positive")
     print(rows.to_string())
