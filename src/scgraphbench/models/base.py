@@ -78,8 +78,8 @@ class ValueEncoder(nn.Module):
 
     Why the continuous encoding has no LayerNorm by default: a LayerNorm over the d outputs
     of one scalar maps every value to a vector of the same norm, so a standardised value of
-    0.01 weighs as much as one of 3 and the noise of unexpressed genes is blown up; a
-    one-block-free token model reached 69% of logistic regression's macro-F1 with it and 97%
+    0.01 weighs as much as one of 3 and the noise of unexpressed genes is blown up; a token
+    model without blocks reached 69% of logistic regression's macro-F1 with it and 97%
     without it on the planted data (docs/training.md)."""
 
     def __init__(
@@ -295,7 +295,8 @@ class GeneTokenModel(FamilyModule):
     multiple (4), ``value_encoding`` continuous|binned (continuous), ``n_bins`` for binned
     (51), ``positional`` sinusoidal encoding of the dataset's gene order (false), ``pooling``
     cls|mean|attention (None: the family's ``default_pooling``), ``value_norm`` (false) and
-    ``layer_scale`` (0); plus the mixer's own parameters. The catalog declares, checks and completes them before construction.
+    ``layer_scale`` (0); plus the mixer's own parameters. The catalog declares, checks and
+    completes them before construction.
     """
 
     mixer_cls: type[TokenMixer] = TokenMixer
