@@ -69,6 +69,7 @@ def main() -> None:
     from scgraphbench.graphs.build import build_variant
     from scgraphbench.graphs.databases import fetch_database
     from scgraphbench.graphs.io import save_graph
+    from scgraphbench.models.base import gene_scaling
     from scgraphbench.plan import build_plan
 
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -85,8 +86,8 @@ def main() -> None:
         y = adata.obs["label"].cat.codes.to_numpy()
         split = adata.obs["split"].to_numpy()
         train, test = split == "train", split == "test"
-        mu, sd = X[train].mean(0), X[train].std(0) + 1e-6
-        Z = ((X - mu) / sd).astype(np.float32)
+        scaling = gene_scaling(X[train])  # the token families' own standardisation
+        Z = ((X - scaling["gene_mean"]) / scaling["gene_std"]).astype(np.float32)
         grn = build_variant(adata, "planted_grn", plan.graph_spec("planted_grn", rep),
                             databases={"planted": table})
         base = work / f"planted_grn_rep{rep}.npz"

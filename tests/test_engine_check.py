@@ -47,6 +47,8 @@ def run_plan_in_process(cfg: dict, root: Path) -> pd.DataFrame:
     """Every stage of the plan's runs, in dependency order, as the workflow's rules call
     them: databases, prepared replicates, graphs (bases before their random controls),
     training, then the claims table."""
+    import anndata as ad
+
     from scgraphbench.data.datasets import prepare_dataset
     from scgraphbench.graphs.build import build_variant
     from scgraphbench.graphs.databases import fetch_database
@@ -60,12 +62,14 @@ def run_plan_in_process(cfg: dict, root: Path) -> pd.DataFrame:
     for db in plan.databases_used():
         tables[db] = root / "databases" / f"{db}.csv.gz"
         fetch_database(db, cfg["databases"][db], tables[db], cache_dir=root / "databases/raw")
-    prepared = {}
+    prepared: dict[tuple, Path] = {}
+    adatas: dict[tuple, ad.AnnData] = {}
     for dataset, rep in plan.prepared():
-        adata = prepare_dataset(dataset, {**plan.datasets[dataset], "replicate": rep})
+        adatas[dataset, rep] = prepare_dataset(dataset,
+                                               {**plan.datasets[dataset], "replicate": rep})
         prepared[dataset, rep] = path = root / "prepared" / dataset / f"rep{rep}.h5ad"
         path.parent.mkdir(parents=True, exist_ok=True)
-        adata.write_h5ad(path)
+        adatas[dataset, rep].write_h5ad(path)
     graphs: dict[tuple, Path] = {}
     todo = plan.graph_builds()
     while todo:  # bases first: a random control reads its base graph
@@ -73,9 +77,7 @@ def run_plan_in_process(cfg: dict, root: Path) -> pd.DataFrame:
             dbs, base = variant_dependencies(g, plan.graphs[g])
             if base and (d, rep, base) not in graphs:
                 continue
-            import anndata as ad
-
-            built = build_variant(ad.read_h5ad(prepared[d, rep]), g, plan.graph_spec(g, rep),
+            built = build_variant(adatas[d, rep], g, plan.graph_spec(g, rep),
                                   databases={db: tables[db] for db in dbs} or None,
                                   base=str(graphs[d, rep, base]) if base else None)
             graphs[d, rep, g] = path = root / "graphs" / d / f"rep{rep}" / f"{g}.npz"

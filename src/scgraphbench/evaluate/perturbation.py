@@ -40,8 +40,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0 or not np.isfinite(na * nb):
         return 0.0
-    r = float(np.dot(a / na, b / nb))
-    return 0.0 if np.isnan(r) else max(-1.0, min(1.0, r))
+    return max(-1.0, min(1.0, float(np.dot(a / na, b / nb))))
 
 
 def condition_means(values: np.ndarray, conditions: Sequence[str]) -> tuple[list[str], np.ndarray]:
