@@ -51,7 +51,6 @@ def prepare(work: Path, dataset: str, config: dict[str, Any]) -> dict[str, str]:
     from scgraphbench.data.datasets import prepare_dataset
     from scgraphbench.graphs.build import build_variant
     from scgraphbench.graphs.databases import fetch_database
-    from scgraphbench.graphs.io import save_graph
 
     d = work / dataset
     d.mkdir(parents=True, exist_ok=True)
@@ -92,7 +91,7 @@ def prepare(work: Path, dataset: str, config: dict[str, Any]) -> dict[str, str]:
         dbs = {db: tables[db] for db in gspec.get("databases", [])} or None
         base = d / f"{gspec['base']}.npz" if gspec.get("kind") == "random" else None
         g = build_variant(adata, name, gspec, databases=dbs, base=base)
-        save_graph(out, g.adjacency, g.genes, meta=g.meta)
+        g.save(out)
     return paths
 
 

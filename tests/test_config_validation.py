@@ -205,7 +205,7 @@ def test_engine_check_config_restricts_models_and_graphs_to_the_planted_data():
     assert {c.id for c in checks} == {f"engine_{role}:planted:{m}:{g}"
                                       for role, g in (("positive", "planted_grn"),
                                                       ("negative", "shuffled_grn"))
-                                      for m in ("gnn_gcn", "genohoption_ppr")}
+                                      for m in ("gnn_value", "gnn_gcn", "genohoption_ppr")}
     # engine-check data stays out of the paper claims
     assert all("planted" not in c.datasets for c in plan.comparisons if c.table == "claims")
 

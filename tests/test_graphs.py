@@ -257,6 +257,42 @@ def test_random_variant_from_a_base_file(tmp_path: Path) -> None:
         gb.build_variant(adata, "r", {"kind": "random", "base": "knn"})
 
 
+def test_random_control_of_a_grn_keeps_regulators_and_targets(tmp_path: Path) -> None:
+    """A symmetrised GRN's control rewires its regulator -> target edges: every gene keeps
+    its number of targets and of regulators, so regulators stay linked to targets only (an
+    undirected rewiring of the same stars links hubs to hubs). A capped GRN keeps no
+    directed edges and falls back to the undirected rewiring."""
+    from scgraphbench.data.synthetic import planted_grn, planted_symbols
+    from scgraphbench.graphs.io import load_directed
+
+    params = {"n_genes": 300, "n_tfs": 10, "n_decoy_tfs": 4, "module_size": 14, "seed": 0}
+    grn = planted_grn(**params).rename(columns={"tf": "source"})
+    adata = named_adata(list(planted_symbols(300, 14)))
+    g = gb.build_variant(adata, "grn", {"databases": ["p"]}, databases={"p": grn})
+    path = tmp_path / "grn.npz"
+    g.save(path)
+    D = load_directed(path)
+    assert D is not None and (D != D.T).nnz > 0 and (g.adjacency != g.adjacency.T).nnz == 0
+    assert (D.maximum(D.T) != g.adjacency).nnz == 0  # the symmetric graph is D's union
+    regulators = np.flatnonzero(np.asarray(D.sum(0)).ravel() > 0)  # columns send
+
+    def hub_links(A: sp.spmatrix) -> int:
+        return int(sp.csr_matrix(A)[regulators][:, regulators].nnz)
+
+    for seed in range(3):
+        r = gb.build_variant(adata, "r", {"kind": "random", "base": "grn", "seed": seed},
+                             base=path)
+        assert r.stats["degree_sequence_preserved"] and "regulators" in r.stats["degrees_kept"]
+        assert (r.adjacency != r.adjacency.T).nnz == 0 and r.directed is None
+        assert hub_links(r.adjacency) <= hub_links(g.adjacency)
+        assert 0 <= r.stats["overlap"]["base"] < 0.5
+    undirected = degree_preserving_random(g.adjacency, seed=0)
+    assert hub_links(undirected) > hub_links(g.adjacency)  # what the rewiring avoids
+    capped = gb.build_variant(adata, "grn", {"databases": ["p"], "max_degree": 50},
+                              databases={"p": grn})
+    assert capped.directed is None
+
+
 # --- config ---------------------------------------------------------------------------------------
 
 

@@ -334,9 +334,9 @@ def test_zero_variance_row_leaves_the_family_m():
     assert [r["verdict"] for r in rows] == [INCONCLUSIVE, NOT_TESTABLE, SUPPORTED, INCONCLUSIVE]
     assert rows[2]["p_adj"] == pytest.approx(min(1.0, 2 * rows[2]["p_raw"]))
     assert "m = 2" in rows[2]["rule"]
-    expected = {"id", "kind", "scale", "n", "estimate", "se", "ci_low", "ci_high", "p_raw",
-                "p_adj", "p_contra_raw", "p_contra_adj", "m", "mde", "verdict", "rule",
-                "reason"}
+    expected = {"id", "kind", "scale", "n", "estimate", "se", "ci_low", "ci_high",
+                "test_ci_low", "test_ci_high", "p_raw", "p_adj", "p_contra_raw",
+                "p_contra_adj", "m", "mde", "verdict", "rule", "reason"}
     assert all(set(r) == expected for r in rows)
 
 
@@ -457,3 +457,19 @@ def test_holm_family_finds_a_real_effect():
             for j in range(6)]
     got = family_rates([PRIOR_BEATS_RANDOM] * 6, arms)
     assert got[SUPPORTED] >= 0.5 and got[CONTRADICTED] <= BOUND, got
+
+
+def test_the_reported_test_ci_agrees_with_the_one_sided_test():
+    """A one-sided 5% test is significant exactly when the 90% CI excludes 0 on the
+    claimed side; the 95% CI, wider, can still cross 0 (the case a referee caught)."""
+    hyp = Hypothesis(kind="superiority", direction="greater")
+    crossing = 0
+    for seed in range(60):
+        d = np.random.default_rng(seed).normal(0.02, 0.03, 5)
+        r = inf.test(d, None, hyp)
+        assert (r.p_value < 0.05) == (r.test_ci[0] > 0)
+        assert r.effect.ci_low < r.test_ci[0] < r.test_ci[1] < r.effect.ci_high
+        half = stats.t.ppf(0.95, 4) * d.std(ddof=1) / math.sqrt(5)
+        assert r.test_ci == pytest.approx((d.mean() - half, d.mean() + half))
+        crossing += r.p_value < 0.05 and r.effect.ci_low < 0
+    assert crossing  # such draws occur: the 95% CI alone would mislead

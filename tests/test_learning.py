@@ -36,7 +36,7 @@ from scgraphbench.train.trainer import TrainConfig, Trainer, minibatches
 REPO = Path(__file__).resolve().parents[1]
 NEURAL = ["mlp", "transformer", "performer", "longformer", "bigbird", "diffuser",
           "masked_attention", "genohoption_ppr", "genohoption_heat", "gnn_gcn", "gnn_gat",
-          "gnn_sage"]
+          "gnn_sage", "gnn_value"]
 GRAPH_FREE = {"mlp", "transformer", "performer", "longformer"}
 # a few hundred cells and several hundred genes: the shape of issue 13's data, smaller
 SMALL = {"n_cells": 360, "n_genes": 300, "n_tfs": 10, "n_decoy_tfs": 4, "module_size": 14,
@@ -284,7 +284,6 @@ def planted_run_inputs(tmp_path_factory):
     from scgraphbench.data.datasets import prepare_dataset
     from scgraphbench.graphs.build import build_variant
     from scgraphbench.graphs.databases import fetch_database
-    from scgraphbench.graphs.io import save_graph
 
     d = tmp_path_factory.mktemp("planted")
     raw = planted_regulatory_adata(**SMALL, seed=0)
@@ -298,7 +297,7 @@ def planted_run_inputs(tmp_path_factory):
                    d / "planted.csv.gz")
     g = build_variant(adata, "grn", {"kind": "grn", "databases": ["planted"]},
                       databases={"planted": d / "planted.csv.gz"})
-    save_graph(d / "grn.npz", g.adjacency, g.genes, meta=g.meta)
+    g.save(d / "grn.npz")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     return {"prepared": str(d / "prepared.h5ad"), "graph": str(d / "grn.npz"),
             "config": config, "dir": d}
@@ -308,7 +307,7 @@ def _run(inputs, family: str, seed: int, train: dict | None = None) -> dict:
     from scgraphbench.train.run import run
 
     config = inputs["config"]
-    params = dict(config["models"][family].get("params") or {})
+    params = dict((config["models"].get(family) or {}).get("params") or {})  # or defaults
     graph = None if family in GRAPH_FREE | {"logreg"} else inputs["graph"]
     out = inputs["dir"] / "runs" / family / f"seed{seed}-{len(train or {})}"
     return run(inputs["prepared"], graph, family, params,

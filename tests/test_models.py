@@ -37,7 +37,7 @@ GRAPH_FAMILIES = [
 ]
 PATTERN_FAMILIES = ["longformer", "bigbird", "diffuser"]
 TOKEN_FAMILIES = ["transformer", "performer", *GRAPH_FAMILIES, *PATTERN_FAMILIES]
-TORCH_FAMILIES = [*TOKEN_FAMILIES, "mlp"]
+TORCH_FAMILIES = [*TOKEN_FAMILIES, "mlp", "gnn_value"]
 PATTERN_SMALL = {"window": 4, "n_global": 1, "n_random": 2}
 
 
@@ -70,6 +70,8 @@ def context(
 def params_for(family: str, **extra) -> dict:
     if family == "mlp":
         return {"d_model": 16, "hidden": 32, **extra}
+    if family == "gnn_value":
+        return {"channels": 4, "d_model": 16, "dropout": 0.0, **extra}
     p = dict(SMALL)
     if family in PATTERN_FAMILIES:
         p.update(PATTERN_SMALL)
@@ -115,7 +117,7 @@ def test_graph_free_families_build_with_and_without_graph(family: str) -> None:
         assert out["logits"].shape == (2, 3)
 
 
-@pytest.mark.parametrize("family", GRAPH_FAMILIES)
+@pytest.mark.parametrize("family", [*GRAPH_FAMILIES, "gnn_value"])
 def test_graph_families_need_a_graph(family: str) -> None:
     with pytest.raises(ScgbError, match="needs a gene graph"):
         build(family, context(graph=None))
@@ -245,6 +247,33 @@ def test_gene_state_ignores_genes_outside_its_receptive_field(family: str) -> No
     changed = ((states[1:] - states[:1]).abs().amax(-1) > 1e-6).T.numpy()  # [i, j]
     assert np.array_equal(changed, R), "gene states respond exactly to the receptive field"
     assert (~R).any() and (R & ~np.eye(N_GENES, dtype=bool)).any()  # both kinds of pairs
+
+
+@pytest.mark.parametrize("task", ["annotation", "perturbation"])
+def test_value_gcn_passes_values_and_flags_along_graph_edges_only(task: str) -> None:
+    """gnn_value, one layer: gene i's state responds to gene j's value, and for
+    perturbation gene i's prediction to gene j's flag, exactly when j is i itself or a
+    neighbour of i (the messages are values, not gene embeddings; the cell-embedding path
+    to every gene is at its zero initialisation)."""
+    A = random_graph(density=0.06, seed=3)
+    model = build("gnn_value", context(task, graph=A), channels=32).eval()
+    R = reach(A, 1)
+    x = (torch.rand(1, N_GENES) * 3).repeat(N_GENES + 1, 1)
+    x[1:] += 2.0 * torch.eye(N_GENES)
+    with torch.no_grad():
+        states = model.gene_states(x)
+    changed = ((states[1:] - states[:1]).abs().amax(-1) > 1e-6).T.numpy()
+    assert np.array_equal(changed, R)
+    assert (~R).any() and (R & ~np.eye(N_GENES, dtype=bool)).any()
+    if task == "perturbation":
+        torch.nn.init.normal_(model.gene_weight)  # a trained readout: zeros at init
+        base = torch.rand(1, N_GENES).repeat(N_GENES + 1, 1)
+        flags = torch.zeros(N_GENES + 1, N_GENES)
+        flags[1:] = torch.eye(N_GENES)
+        with torch.no_grad():
+            pred = model(x=base, pert=flags)["pred"]
+        moved = ((pred[1:] - pred[:1]).abs() > 1e-6).T.numpy()
+        assert np.array_equal(moved, R), "a flag reaches exactly the perturbed gene's neighbours"
 
 
 # -- sparse patterns --------------------------------------------------------------------
@@ -475,11 +504,9 @@ def test_every_torch_family_learns_marker_genes(family: str, extra: dict) -> Non
     stays near it; before the encoder fixes in models/base.py, GCN reached 0.82)."""
     X, y, A = marker_data()
     ctx = context(graph=A, n=16, n_classes=3)
-    params = (
-        {"d_model": 16, "hidden": 64}
-        if family == "mlp"
-        else {"d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0, **extra}
-    )
+    params = {"mlp": {"d_model": 16, "hidden": 64},
+              "gnn_value": {"d_model": 16, "dropout": 0.0}}.get(
+        family, {"d_model": 16, "n_heads": 2, "n_layers": 1, "dropout": 0.0, **extra})
     if family in PATTERN_FAMILIES:
         params.update({"window": 4, "n_global": 1})
         if family != "longformer":

@@ -49,14 +49,13 @@ def cmd_build_graph(a: argparse.Namespace) -> None:
     import anndata as ad
 
     from scgraphbench.graphs.build import build_variant, database_paths
-    from scgraphbench.graphs.io import save_graph
     from scgraphbench.io import write_json
 
     adata = ad.read_h5ad(a.prepared)
     g = build_variant(adata, a.variant, a.params,
                       databases=database_paths(a.databases) if a.databases else None,
                       base=a.base)
-    save_graph(a.out, g.adjacency, g.genes, meta=g.meta)
+    g.save(a.out)
     write_json(a.stats, g.stats)
     log.info("graph %s: %d nodes, %d edges, mean degree %.2f", a.variant, g.stats["nodes"],
              g.stats["edges"], g.stats["mean_degree"])

@@ -14,14 +14,25 @@ from scgraphbench.io import atomic_path
 
 
 def save_graph(
-    path: str | Path, adjacency: sp.spmatrix, genes: list[str], meta: dict[str, Any] | None = None
+    path: str | Path, adjacency: sp.spmatrix, genes: list[str], meta: dict[str, Any] | None = None,
+    directed: sp.spmatrix | None = None,
 ) -> None:
     """Save the adjacency and gene order into one .npz (keys of scipy's save_npz + ``genes``),
     plus ``meta`` (variant, kind, self_loops, symmetrise, global_node) as a JSON string so
-    that models can read how the graph was built (:func:`load_graph_meta`)."""
+    that models can read how the graph was built (:func:`load_graph_meta`).
+
+    ``directed``: for a regulatory graph that was symmetrised, the regulator -> target edges
+    it came from (row = target), kept so that its random control can keep every gene's
+    number of regulators and of targets (:func:`load_directed`)."""
     A = sp.csr_matrix(adjacency, dtype=np.float32)
     if A.shape != (len(genes), len(genes)):
         raise ValueError(f"adjacency {A.shape} does not match {len(genes)} genes")
+    arrays = {}
+    if directed is not None:
+        D = sp.csr_matrix(directed, dtype=np.float32)
+        if D.shape != A.shape:
+            raise ValueError(f"directed adjacency {D.shape} does not match {A.shape}")
+        arrays = {"directed_indices": D.indices, "directed_indptr": D.indptr}
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(
             tmp,
@@ -31,6 +42,7 @@ def save_graph(
             shape=np.array(A.shape),
             genes=np.array(genes, dtype=str),
             meta=np.array(json.dumps(meta or {}, sort_keys=True)),
+            **arrays,
         )
 
 
@@ -50,6 +62,17 @@ def load_graph(path: str | Path) -> tuple[sp.csr_matrix, list[str]]:
         A = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
         genes = f["genes"].tolist()
     return A, genes
+
+
+def load_directed(path: str | Path) -> sp.csr_matrix | None:
+    """The regulator -> target edges a symmetrised regulatory graph was built from (binary,
+    row = target, in the file's gene order), None when the file keeps none."""
+    with np.load(_require(path), allow_pickle=False) as f:
+        if "directed_indptr" not in f.files:
+            return None
+        indices, indptr = f["directed_indices"], f["directed_indptr"]
+        return sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
+                             shape=tuple(f["shape"]))
 
 
 def load_graph_meta(path: str | Path) -> dict[str, Any]:

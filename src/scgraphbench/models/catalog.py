@@ -334,6 +334,18 @@ BUILTIN: dict[str, FamilySpec] = {
         _token_family("gnn_gat", _PKG + "gnn", "gnn", "required",
                       summary="GAT over the gene graph (PyG)"),
         FamilySpec(
+            "gnn_value", _PKG + "gnn_value", group="gnn", graph="required",
+            summary="GCN whose node features are the genes' values, not gene embeddings "
+                    "(Dutil et al. 2018)",
+            params=(
+                _int("channels", 8, "features per gene node after each convolution"),
+                _int("n_layers", 1, "GCNConv layers"),
+                _int("d_model", 32, "cell-embedding width"),
+                _float("dropout", 0.1, "on the flattened gene states and before the head",
+                       minimum=0.0, maximum=0.99),
+            ),
+        ),
+        FamilySpec(
             "backbone_scgpt", _PKG + "backbone_scgpt", group="backbone", backbone="scgpt",
             graph="optional", summary="pretrained scGPT, dense or with graph attention",
             params=BACKBONE_PARAMS + (

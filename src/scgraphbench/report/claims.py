@@ -25,7 +25,8 @@ from scgraphbench.report.studies import tuned
 
 CLAIM_TABLES = ("claims", "engine_check")
 COLUMNS = ["claim", "comparison", "source", "task", "metric", "arm_a", "arm_b", "chosen_a",
-           "chosen_b", "n_pairs", "estimate", "ci_low", "ci_high", "paper_value", "p_raw",
+           "chosen_b", "n_pairs", "estimate", "ci_low", "ci_high", "test_ci_low", "test_ci_high",
+           "paper_value", "p_raw",
            "p_adj", "m", "mde", "verdict", "reason", "rule", "excluded_collapsed", "table",
            "family"]
 
@@ -71,8 +72,8 @@ def compute_claims(runs: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
         for c, info in members:
             r = results[c.id]
             member_rows.append({**info, **{k: r.get(k) for k in (
-                "estimate", "ci_low", "ci_high", "p_raw", "p_adj", "m", "mde", "verdict",
-                "reason", "rule")}})
+                "estimate", "ci_low", "ci_high", "test_ci_low", "test_ci_high", "p_raw",
+                "p_adj", "m", "mde", "verdict", "reason", "rule")}})
         if len(members) > 1:
             rows.append(_headline(family, members[0][0], member_rows))
         rows.extend(member_rows)
@@ -98,7 +99,7 @@ def _headline(family: str, first: Comparison, rows: list[dict[str, Any]]) -> dic
         "arm_b": "the same model on that prior's degree-matched random control",
         "chosen_a": "", "chosen_b": "", "n_pairs": sum(r["n_pairs"] for r in testable),
         "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-        "paper_value": first.paper, "p_raw": math.nan,
+        "test_ci_low": math.nan, "test_ci_high": math.nan, "paper_value": first.paper, "p_raw": math.nan,
         "p_adj": min((r["p_adj"] for r in testable if r["p_adj"] is not None
                       and not math.isnan(r["p_adj"])), default=math.nan),
         "m": len(testable), "mde": math.nan, "verdict": verdict,
@@ -117,14 +118,19 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec)
 
 
-def claims_markdown(table: pd.DataFrame) -> str:
+def claims_markdown(table: pd.DataFrame, alpha: float = 0.05) -> str:
+    """The claims table as markdown; ``alpha`` (report.alpha) names the two intervals."""
     if table.empty:
         return "no claims\n"
     md = pd.DataFrame({
         "claim": table["claim"], "arms": table["arm_a"] + " vs " + table["arm_b"],
-        "effect [95% CI]": [f"{_fmt(e, '+.4f')} [{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]"
+        f"effect [{1 - alpha:.0%} CI]": [f"{_fmt(e, '+.4f')} [{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]"
                             for e, lo, hi in zip(table["estimate"], table["ci_low"],
                                                  table["ci_high"], strict=True)],
+        # the (1 - 2 alpha) CI: its end on the claimed side is the one-sided bound the test
+        # uses (a two-sided 95% CI can cross 0 under a significant one-sided 5% test)
+        f"{1 - 2 * alpha:.0%} CI (the test's)": [f"[{_fmt(lo, '+.4f')}, {_fmt(hi, '+.4f')}]" for lo, hi in
+                                zip(table["test_ci_low"], table["test_ci_high"], strict=True)],
         "paper": table["paper_value"],
         "p (raw / Holm)": [f"{_fmt(p, '.3g')} / {_fmt(q, '.3g')}"
                            for p, q in zip(table["p_raw"], table["p_adj"], strict=True)],
@@ -136,6 +142,7 @@ def claims_markdown(table: pd.DataFrame) -> str:
 
 
 def write_claims(runs_csv: str, plan_json: str, out: str) -> pd.DataFrame:
-    table = compute_claims(pd.read_csv(runs_csv), read_json(plan_json))
-    write_table(table, out, claims_markdown(table))
+    plan = read_json(plan_json)
+    table = compute_claims(pd.read_csv(runs_csv), plan)
+    write_table(table, out, claims_markdown(table, float((plan.get("report") or {}).get("alpha", 0.05))))
     return table

@@ -7,8 +7,8 @@
 - **crossover**: time and memory of a training step against genes per cell for each
   family (the scaling study; the kernel benchmark's attention layers beside it when it
   ran), with the point from which each family is cheaper than dense attention marked.
-- **verdicts**: each claim's effect with its 95% CI against the paper's value, coloured
-  by verdict.
+- **verdicts**: each claim's effect with its (1 - alpha) CI, and thick the (1 - 2 alpha)
+  CI its one-sided test matches, against the paper's value, coloured by verdict.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def crossover_figure(scaling: pd.DataFrame | None, kernel: pd.DataFrame | None,
     return fig, pd.DataFrame(rows, columns=CROSSOVER_COLUMNS)
 
 
-def verdict_figure(claims: pd.DataFrame) -> plt.Figure:
+def verdict_figure(claims: pd.DataFrame, alpha: float = 0.05) -> plt.Figure:
     rows = claims[(claims["comparison"] == claims["family"]) | (claims["family"].map(
         claims["family"].value_counts()) == 1)]
     rows = rows[rows["estimate"].notna()]
@@ -213,7 +213,11 @@ def verdict_figure(claims: pd.DataFrame) -> plt.Figure:
             c = VERDICT_COLOURS.get(r["verdict"], "k")
             ax.errorbar(r["estimate"], i, xerr=[[r["estimate"] - r["ci_low"]],
                                                 [r["ci_high"] - r["estimate"]]],
-                        fmt="o", color=c, capsize=3)
+                        fmt="o", color=c, capsize=3, lw=0.8)
+            if "test_ci_low" in r and np.isfinite(r["test_ci_low"]):
+                # the interval of the test itself: thick, inside the thin 95% one
+                ax.plot([r["test_ci_low"], r["test_ci_high"]], [i, i], color=c, lw=3.5,
+                        solid_capstyle="butt")
             paper = _paper_number(r["paper_value"])
             for v in paper:
                 ax.plot(v, i, marker="|", color="k", ms=14, mew=2)
@@ -223,12 +227,15 @@ def verdict_figure(claims: pd.DataFrame) -> plt.Figure:
         ax.invert_yaxis()
         if is_ratio:
             log_axis(ax)
-        ax.set_xlabel(f"{xlabel}; bars: 95% CI; |: the paper's value")
+        ax.set_xlabel(xlabel)
     handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=v)
                for v, c in VERDICT_COLOURS.items()]
     fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=8,
                bbox_to_anchor=(0.5, 1.02))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.5, 0.005, f"thin: {1 - alpha:.0%} CI; thick: {1 - 2 * alpha:.0%} CI, whose end "
+             "on the claimed side is the one-sided bound the test uses; |: the paper's value",
+             ha="center", va="bottom", fontsize=8)
     return fig
 
 
@@ -275,4 +282,5 @@ def write_figures(plan_json: str, runs_csv: str, claims_csv: str, out_dir: str,
     write_table(cross, crossover_csv,
                 (cross.to_markdown(index=False) if not cross.empty else "no crossover data")
                 + "\n")
-    save_figure(verdict_figure(pd.read_csv(claims_csv)), out / "verdicts.png")
+    alpha = float(plan.get("report", {}).get("alpha", 0.05))
+    save_figure(verdict_figure(pd.read_csv(claims_csv), alpha), out / "verdicts.png")

@@ -211,6 +211,7 @@ class TestResult:
     rule: str
     hypothesis: Hypothesis
     note: str = ""
+    test_ci: tuple[float, float] = (math.nan, math.nan)  # the (1 - 2 alpha) CI, see test()
 
 
 @lru_cache(maxsize=512)
@@ -340,10 +341,17 @@ def test(a: Any, b: Any | None, hyp: Hypothesis) -> TestResult | None:
     ``a``, ``b`` as for ``paired_effect``. None when fewer than two finite pairs remain
     (the comparison is not testable). The p-values are raw: ``evaluate_family`` adjusts
     them within their family before ``decide``.
+
+    ``effect`` carries the two-sided (1 - alpha) CI; ``test_ci`` is the two-sided
+    (1 - 2 alpha) CI, the interval that matches these tests: its end on the claimed side
+    is the one-sided (1 - alpha) bound (raw p < alpha exactly when it excludes 0), and TOST
+    at alpha rejects exactly when it lies within ±margin.
     """
     eff = paired_effect(a, b, scale=hyp.scale, alpha=hyp.alpha)
     if eff.n < 2:
         return None
+    matched = paired_effect(a, b, scale=hyp.scale, alpha=2 * hyp.alpha)
+    test_ci = (matched.ci_low, matched.ci_high)
     rule = rule_text(hyp)
     if eff.zero_variance:
         identical = eff.log_mean == 0.0
@@ -353,7 +361,7 @@ def test(a: Any, b: Any | None, hyp: Hypothesis) -> TestResult | None:
         note = (f"zero variance: {what}, so the {eff.n} units carry no estimate of their "
                 f"error and no test is possible; if the quantity is deterministic, pair it "
                 f"over datasets rather than replicates")
-        return TestResult(eff, math.nan, math.nan, math.nan, rule, hyp, note)
+        return TestResult(eff, math.nan, math.nan, math.nan, rule, hyp, note, test_ci)
     s, mean, se, df = hyp.sign, eff.log_mean, eff.se, eff.df
     power_q = _t_quantile(POWER, df)
     crit = _t_quantile(1 - hyp.alpha, df)
@@ -376,7 +384,8 @@ def test(a: Any, b: Any | None, hyp: Hypothesis) -> TestResult | None:
             p_value, p_contra = stats.t.sf(
                 [(s * mean + delta) / se, -(s * mean + delta) / se], df)
             mde = (crit + power_q) * se
-    return TestResult(eff, float(p_value), float(p_contra), float(mde), rule, hyp)
+    return TestResult(eff, float(p_value), float(p_contra), float(mde), rule, hyp,
+                      test_ci=test_ci)
 
 
 test.__test__ = False  # a library function named `test`; keep pytest from collecting it
@@ -453,10 +462,10 @@ def explain(result: TestResult | None, verdict: str, p_adj: float) -> str:
     if verdict == SUPPORTED:
         return (f"within ±{m} (Holm p = {p_adj:.3g})" if hyp.kind == "equivalence"
                 else f"not worse than B by {m} or more (Holm p = {p_adj:.3g})")
-    if hyp.kind == "equivalence" and (
-            hyp.sign * (eff.ci_low if hyp.sign > 0 else eff.ci_high) > hyp.margin):
-        return (f"A is better than B by more than the margin {m} ({1 - alpha:.0%} CI "
-                f"[{_fmt(eff.ci_low, hyp)}, {_fmt(eff.ci_high, hyp)}]): not equivalent, "
+    low, high = result.test_ci
+    if hyp.kind == "equivalence" and hyp.sign * (low if hyp.sign > 0 else high) > hyp.margin:
+        return (f"A is better than B by more than the margin {m} ({1 - 2 * alpha:.0%} CI "
+                f"[{_fmt(low, hyp)}, {_fmt(high, hyp)}]): not equivalent, "
                 f"but not worse either")
     what = "margin for equivalence" if hyp.kind == "equivalence" else "non-inferiority margin"
     return (f"neither test significant after Holm; the smallest {what} these {eff.n} units "
@@ -470,7 +479,8 @@ def evaluate_family(items: list[tuple[str, Any, Any, Hypothesis]]) -> list[dict[
     one level). ``p_value`` and ``p_contra`` are Holm-adjusted within the family,
     separately; ``m`` is the number of comparisons with a p-value (not-testable and
     zero-variance ones do not count). One row per item, in order, with: id, kind, scale,
-    n, estimate, se, ci_low, ci_high, p_raw, p_adj, p_contra_raw, p_contra_adj, m, mde,
+    n, estimate, se, ci_low, ci_high, test_ci_low, test_ci_high (the CI matching the tests,
+    see ``test``), p_raw, p_adj, p_contra_raw, p_contra_adj, m, mde,
     verdict, rule, reason.
     """
     alphas = {hyp.alpha for _, _, _, hyp in items}
@@ -493,6 +503,8 @@ def evaluate_family(items: list[tuple[str, Any, Any, Hypothesis]]) -> list[dict[
             "se": eff.se if eff else math.nan,
             "ci_low": eff.ci_low if eff else math.nan,
             "ci_high": eff.ci_high if eff else math.nan,
+            "test_ci_low": res.test_ci[0] if res else math.nan,
+            "test_ci_high": res.test_ci[1] if res else math.nan,
             "p_raw": float(p_raw[i]), "p_adj": float(p_adj[i]),
             "p_contra_raw": float(pc_raw[i]), "p_contra_adj": float(pc_adj[i]),
             "m": m, "mde": res.mde if res else math.nan,

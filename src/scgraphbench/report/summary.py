@@ -3,8 +3,9 @@ opens with and ``results/summary.md`` keeps for people who read Markdown.
 
 It states, per dataset, the best graph model (chosen on validation) against the dense
 Transformer and against the simple baseline, with the accuracy difference and the time and
-memory ratios; then every claim's verdict with its effect and 95% CI; then what was left
-out (collapsed runs, untestable claims).
+memory ratios; then every claim's verdict with its effect and the CI its test matches
+(90% two-sided at alpha 0.05: the one-sided 95% bound); then what was left out (collapsed
+runs, untestable claims).
 """
 
 from __future__ import annotations
@@ -84,13 +85,18 @@ def dataset_lines(runs: pd.DataFrame, plan: dict[str, Any]) -> list[str]:
     return lines
 
 
-def claim_lines(claims: pd.DataFrame) -> list[str]:
+def claim_lines(claims: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One line per claim: its verdict, effect and the (1 - 2 alpha) CI that its one-sided
+    (or TOST) test matches, so that a supported claim's interval excludes no effect."""
     lines = []
     heads = claims[claims["comparison"] == claims["family"]]
+    lo_col, hi_col = (("test_ci_low", "test_ci_high") if "test_ci_low" in claims
+                      else ("ci_low", "ci_high"))
+    level = 1 - 2 * alpha if lo_col == "test_ci_low" else 1 - alpha
     for _, r in heads.iterrows():
         effect = ("" if isinstance(r["estimate"], float) and math.isnan(r["estimate"]) else
                   f" — effect {_num(r['estimate'], '+.4f')} "
-                  f"[{_num(r['ci_low'], '+.4f')}, {_num(r['ci_high'], '+.4f')}]")
+                  f"[{level:.0%} CI {_num(r[lo_col], '+.4f')}, {_num(r[hi_col], '+.4f')}]")
         paper = f" (paper: {r['paper_value']})" if isinstance(r["paper_value"], str) and \
             r["paper_value"] else ""
         lines.append(f"- {VERDICT_MARK.get(r['verdict'], r['verdict'])}: {r['claim']}"
@@ -131,6 +137,7 @@ def summary_sections(plan: dict[str, Any], claims: pd.DataFrame, runs: pd.DataFr
                              == "positional")
     n_collapsed, n_by_design = int((collapsed & ~by_design).sum()), int(by_design.sum())
     reps = sorted({int(v["replicates"]) for v in plan.get("datasets", {}).values()})
+    alpha = float((plan.get("report") or {}).get("alpha", 0.05))
     sections = [
         ("scgraphbench: the answer",
          ["Do gene-graph models match the dense Transformer, at what cost, and does the "
@@ -138,7 +145,7 @@ def summary_sections(plan: dict[str, Any], claims: pd.DataFrame, runs: pd.DataFr
           "metrics averaged over replicates (train/val/test splits: "
           f"{', '.join(map(str, reps))} per dataset); anything chosen was chosen on "
           "validation."]),
-        ("The papers' claims", claim_lines(paper)),
+        ("The papers' claims", claim_lines(paper, alpha)),
         ("Per dataset", dataset_lines(runs, plan)),
     ]
     cross = crossover_lines(crossover_csv, plan)
@@ -147,7 +154,7 @@ def summary_sections(plan: dict[str, Any], claims: pd.DataFrame, runs: pd.DataFr
     if not checks.empty:
         sections.append(("Engine checks (planted data)",
                          ["A planted regulatory prior must come out `supported`, a shuffled "
-                          "one must not:", *claim_lines(checks)]))
+                          "one must not:", *claim_lines(checks, alpha)]))
     sections.append(("Read with care", [
         f"- {n_collapsed} run(s) collapsed (never trained) and were left out of every "
         "number." + (f" {n_by_design} positional-study run(s) without positional encoding "
