@@ -345,9 +345,12 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                 if graph is not None:
                     graph._blocks.clear()
                 _trim_malloc()  # freed heap pages would be reused without showing in RSS
-                base_kb = _status_kb("VmRSS")
+                # reset first, then read the base: the peak since the reset can never be
+                # below an RSS read after it (read before, a page freed in between made
+                # the difference negative)
                 if not _reset_peak_rss():
                     mem_method += " (peak not resettable: may include earlier steps)"
+                base_kb = _status_kb("VmRSS")
                 step()
                 peaks.append((_status_kb("VmHWM") - base_kb) / 1024)
             peak_mb = min(peaks)
