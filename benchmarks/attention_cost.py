@@ -352,7 +352,9 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                     mem_method += " (peak not resettable: may include earlier steps)"
                 base_kb = _status_kb("VmRSS")
                 step()
-                peaks.append((_status_kb("VmHWM") - base_kb) / 1024)
+                # the kernel's RSS counters lag by up to 64 pages per thread, so a step that
+                # allocates almost nothing can read a little below its base: that is 0
+                peaks.append(max(0.0, (_status_kb("VmHWM") - base_kb) / 1024))
             peak_mb = min(peaks)
             mem_method += ", smaller of two steps" if len(peaks) == 2 else ", one step"
             extra["peak_mem_steps_mb"] = peaks
