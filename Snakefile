@@ -43,6 +43,18 @@ include: "workflow/rules/bench.smk"
 print_compute_estimate()
 
 
+onstart:
+    start_forkserver()
+
+
+onsuccess:
+    stop_forkserver()
+
+
+onerror:
+    stop_forkserver()
+
+
 rule all:
     input:
         final_outputs(),

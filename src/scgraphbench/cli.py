@@ -224,6 +224,12 @@ def cmd_list_models(a: argparse.Namespace) -> None:
     print("\n".join(available()))
 
 
+def cmd_forkserver(a: argparse.Namespace) -> None:
+    from scgraphbench.forkserver import serve
+
+    serve(a.socket, a.parent_pid)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scgraphbench", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -388,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("list-models", help="print the registered model families")
     s.set_defaults(func=cmd_list_models)
+
+    s = sub.add_parser("forkserver", help="preload the heavy imports once and fork a child "
+                       "per workflow job (started by the Snakefile; docs/workflow.md)")
+    s.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    s.add_argument("--parent-pid", type=int, required=True,
+                   help="exit when this process (Snakemake) is gone")
+    s.set_defaults(func=cmd_forkserver)
     return p
 
 
@@ -396,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 OUTPUT_FILES = {"build-graph": ("out", "stats"), "fetch-database": ("out", "info"),
                 "graph-table": ("out", "overlap"), "study": ("table", "figure"),
                 "summary": ("out", "rst"), "figures": ("crossover",),
-                "validate-config": (), "list-models": ()}
+                "validate-config": (), "list-models": (), "forkserver": ()}
 OUTPUT_DIRS = {"train": ("out_dir",), "download": ("root",), "fetch-database": ("cache",),
                "figures": ("out_dir",)}
 

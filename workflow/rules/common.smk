@@ -191,6 +191,26 @@ def scaled(base, per_input_mb=0.0):
     return resource
 
 
+# -- the fork server (scgraphbench.forkserver; docs/workflow.md) ----------------------------
+FORKSERVER = []
+
+
+def start_forkserver():
+    """Local runs without software deployment: jobs fork from one process that has done the
+    heavy imports. SLURM jobs and --use-conda/--sdm runs start their own processes."""
+    from scgraphbench.forkserver import start
+
+    if workflow.local_exec and not workflow.deployment_settings.deployment_method:
+        FORKSERVER.append(start("logs/forkserver.log"))
+
+
+def stop_forkserver():
+    from scgraphbench.forkserver import stop
+
+    while FORKSERVER:
+        stop(FORKSERVER.pop())
+
+
 # -- compute estimate (config `estimate:`; printed by every run, dry runs included) ---------
 def print_compute_estimate():
     est = config.get("estimate")

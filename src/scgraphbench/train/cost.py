@@ -1,9 +1,12 @@
 """Cost accounting measured the same way for every family.
 
-Peak memory: CUDA ``max_memory_allocated`` on GPU; on CPU the process's peak resident
-set size during training minus its size just before, sampled by a background thread
-(``ru_maxrss`` alone cannot be reset between phases; it is used too when the phase sets a
-new lifetime peak, which catches spikes shorter than the sampling interval).
+Peak memory: CUDA ``max_memory_allocated`` on GPU; on CPU the process's peak anonymous
+resident memory (RSS minus its file-backed part: heap, tensors) during training minus its
+size just before, sampled by a background thread. Code pages of shared libraries are left
+out: they are not the model's memory, and a job forked from the workflow's fork server
+faults them in again when it runs (they would add 7-14 MB to every run). ``ru_maxrss``
+(which cannot be reset between phases) is used too when the phase sets a new lifetime
+peak, which catches spikes shorter than the sampling interval.
 
 FLOPs of the token-mixing (attention) layers, forward pass, per cell, summed over layers,
 with L tokens (genes, +1 with a CLS token), width d, E edges of the graph a layer uses
@@ -48,16 +51,20 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated(self.device)
         else:
             self._proc = psutil.Process()
-            self._base = self._proc.memory_info().rss
+            self._base = self._anon()
             self._max = self._base
             self._lifetime_peak = _ru_maxrss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
+    def _anon(self) -> int:
+        info = self._proc.memory_info()
+        return info.rss - getattr(info, "shared", 0)  # Linux: statm's resident - shared
+
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self._max = max(self._max, self._proc.memory_info().rss)
+            self._max = max(self._max, self._anon())
             time.sleep(self.interval_s)
 
     def __exit__(self, *exc: Any) -> None:
@@ -67,10 +74,11 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self._max = max(self._max, self._proc.memory_info().rss)
+            self._max = max(self._max, self._anon())
             lifetime_peak = _ru_maxrss_bytes()
             if lifetime_peak > self._lifetime_peak:  # a new peak was set inside the phase
-                self._max = max(self._max, lifetime_peak)
+                info = self._proc.memory_info()
+                self._max = max(self._max, lifetime_peak - getattr(info, "shared", 0))
             peak = self._max - self._base
         self.peak_mb = max(peak, 0) / 2**20
 

@@ -1,0 +1,241 @@
+"""A preloading fork server for the workflow's many short CLI jobs.
+
+Every Snakemake job is a fresh ``python -m scgraphbench ...``; a training job spends about
+6 s importing torch (with torch._dynamo, which every ``torch.optim`` step imports),
+anndata, scikit-learn's metrics, igraph and numba before it trains for about as long
+(``python -X importtime``, docs/workflow.md). The Snakefile starts one server per local
+run: it imports those modules once, then forks a child per job, so a job pays a fork
+instead of the imports. The child takes the job's argv, working directory, environment
+and stdin/stdout/stderr (passed as file descriptors), runs the same ``cli.main`` and
+sends back its exit status; the job's process (the client) exits with it. When the
+client is killed, the child is killed; when Snakemake exits, the server exits.
+
+Nothing here changes what a job computes: a child starts from a process that has only
+imported modules (no torch op has run, so no thread pool exists to break across fork),
+and every run seeds itself. Without a server (SLURM, a command run by hand, a server
+that is not up yet) the job runs in its own process, as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SOCKET_ENV = "SCGB_FORKSERVER"
+#: imported by the server before it accepts jobs; a module that is not installed is skipped
+PRELOAD = (
+    "torch",
+    "torch._dynamo",
+    "torch.optim",
+    "torch_geometric.nn",
+    "anndata",
+    "pandas",
+    "scipy.stats",
+    "sklearn.metrics",
+    "sklearn.linear_model",
+    "igraph",
+    "numba",
+    "scanpy",
+    "scgraphbench.cli",
+    "scgraphbench.train.run",
+    "scgraphbench.train.annotation",
+    "scgraphbench.train.perturbation",
+    "scgraphbench.models.registry",
+    "scgraphbench.kernels.fused_cpu",
+    "scgraphbench.graphs.build",
+    "scgraphbench.data.datasets",
+    "scgraphbench.report.claims",
+    "scgraphbench.report.figures",
+)
+_STATUS = struct.Struct("!i")
+_MAX_HEADER = 16 * 2**20
+
+
+def delegate(argv: list[str]) -> int | None:
+    """Run ``argv`` in a child of the server named by $SCGB_FORKSERVER; its exit status, or
+    None when there is no server to take it (the caller then runs it itself)."""
+    path = os.environ.get(SOCKET_ENV)
+    if not path or path == "off" or argv[:1] == ["forkserver"]:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:  # no server (yet, or any more): run in this process
+        conn.close()
+        return None
+    header = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    with conn:
+        socket.send_fds(conn, [struct.pack("!I", len(header)) + header], [0, 1, 2])
+        status = _recv_exact(conn, _STATUS.size)
+    if status is None:
+        print("scgraphbench: the fork server's child ended without an exit status "
+              "(killed, or out of memory)", file=sys.stderr)
+        return 1
+    return _STATUS.unpack(status)[0]
+
+
+def start(log_path: str) -> subprocess.Popen | None:
+    """Start a server for this process's jobs (the Snakefile's ``onstart``) and point
+    $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out."""
+    if os.environ.get(SOCKET_ENV) == "off":
+        return None
+    path = os.path.join(tempfile.gettempdir(), f"scgb-forkserver-{os.getpid()}.sock")
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scgraphbench", "forkserver", "--socket", path,
+             "--parent-pid", str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # Ctrl-C reaches Snakemake; the server follows it out
+    os.environ[SOCKET_ENV] = path
+    return proc
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a server from :func:`start` (``onsuccess``/``onerror``)."""
+    if os.environ.get(SOCKET_ENV) != "off":
+        os.environ.pop(SOCKET_ENV, None)
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def serve(path: str, parent_pid: int) -> None:
+    """Preload, listen on ``path``, fork a child per connection; return when ``parent_pid``
+    (the Snakemake process) is gone or SIGTERM arrives."""
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    sock_path = Path(path)
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    sock_path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(64)
+    listener.settimeout(0.5)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and _alive(parent_pid):
+            _reap()
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                os._exit(_child(conn))
+            conn.close()
+    finally:
+        listener.close()
+        sock_path.unlink(missing_ok=True)
+
+
+def _child(conn: socket.socket) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        msg, fds, _, _ = socket.recv_fds(conn, _MAX_HEADER + 4, 3)
+        (size,) = struct.unpack("!I", msg[:4])
+        body = msg[4:] + (_recv_exact(conn, size - (len(msg) - 4)) or b"")
+        job: dict[str, Any] = json.loads(body)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(job["cwd"])
+        os.environ.clear()
+        os.environ.update(job["env"])
+        os.environ.pop(SOCKET_ENV, None)  # what the job starts (scaling points) runs alone
+    except Exception as e:  # a malformed request: tell the client, do not touch the server
+        _send_status(conn, 1)
+        print(f"scgraphbench forkserver: bad request: {e}", file=sys.stderr)
+        return 1
+    # the client's death (Snakemake cancelled the job) ends this child
+    threading.Thread(target=_exit_when_closed, args=(conn,), daemon=True).start()
+    _apply_thread_env()
+    sys.argv = ["scgraphbench", *job["argv"]]
+    code = 1
+    try:
+        from scgraphbench.cli import main
+
+        code = main(job["argv"])
+    except SystemExit as e:  # argparse's --help and usage errors
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _send_status(conn, code)
+    return code
+
+
+def _apply_thread_env() -> None:
+    """OpenMP read the thread count when the server imported torch; a job's own
+    OMP_NUM_THREADS (Snakemake's ``threads``) is applied here instead."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0 and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
+def _exit_when_closed(conn: socket.socket) -> None:
+    try:
+        while conn.recv(1):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _send_status(conn: socket.socket, code: int) -> None:
+    try:
+        conn.sendall(_STATUS.pack(int(code)))
+    except OSError:
+        pass
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass

@@ -1,0 +1,100 @@
+"""The workflow's fork server (scgraphbench.forkserver): a job handed to it runs in a
+forked child with the job's own argv, descriptors and exit status; a job with no server
+runs in its own process; a killed job kills its child; the server leaves with Snakemake.
+The tiny end-to-end run (tests/test_pipeline.py) goes through it for every job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from scgraphbench.forkserver import SOCKET_ENV, delegate
+
+PRELOAD_TIMEOUT_S = 180  # the server imports torch, scanpy, PyG... first (15 s here, idle)
+
+
+def start_server(sock: Path, parent_pid: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
+    return subprocess.Popen([sys.executable, "-m", "scgraphbench", "forkserver", "--socket",
+                             str(sock), "--parent-pid", str(parent_pid)], env=env)
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    sock = tmp_path_factory.mktemp("forkserver") / "s.sock"
+    proc = start_server(sock, os.getpid())
+    wait_for(sock.exists, PRELOAD_TIMEOUT_S, "the server's socket")
+    yield proc, sock
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert not sock.exists(), "the server left its socket behind"
+
+
+def test_a_job_runs_in_a_server_child_with_its_descriptors_and_status(server, capfd,
+                                                                      monkeypatch):
+    _, sock = server
+    monkeypatch.setenv(SOCKET_ENV, str(sock))
+    assert delegate(["list-models"]) == 0
+    out = capfd.readouterr().out
+    assert "transformer" in out.split() and "genohoption_ppr" in out.split()
+    # argparse's usage error: its exit status and its message on this process's stderr
+    assert delegate(["train", "--family"]) == 2
+    assert "usage:" in capfd.readouterr().err
+
+
+def test_without_a_server_the_job_runs_in_its_own_process(tmp_path, monkeypatch):
+    monkeypatch.setenv(SOCKET_ENV, str(tmp_path / "absent.sock"))
+    assert delegate(["list-models"]) is None
+    monkeypatch.setenv(SOCKET_ENV, "off")
+    assert delegate(["list-models"]) is None
+    monkeypatch.delenv(SOCKET_ENV)
+    assert delegate(["list-models"]) is None
+
+
+def test_a_killed_job_ends_its_child(server, tiny_annotation, tmp_path):
+    proc, sock = server
+    env = {**os.environ, SOCKET_ENV: str(sock)}
+    client = subprocess.Popen(
+        [sys.executable, "-m", "scgraphbench", "train", "--prepared", str(tiny_annotation),
+         "--family", "transformer", "--params", '{"d_model": 8, "n_layers": 1, "n_heads": 2}',
+         "--train", '{"epochs": 1000, "patience": 1000, "batch_size": 8}', "--seed", "0",
+         "--out-dir", str(tmp_path / "run")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server_proc = psutil.Process(proc.pid)
+
+    def running_children():
+        return [c for c in server_proc.children() if c.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        wait_for(running_children, 60, "the job's child")
+        (child,) = running_children()
+        assert client.poll() is None
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait(timeout=30)
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 30,
+             "the child to end")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_server_leaves_with_its_parent(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    sock = tmp_path / "s.sock"
+    proc = start_server(sock, parent.pid)
+    parent.wait(timeout=30)
+    assert proc.wait(timeout=PRELOAD_TIMEOUT_S) == 0
+    assert not sock.exists()
