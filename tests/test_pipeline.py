@@ -53,6 +53,19 @@ def test_pipeline_produces_tables_figures_and_report(tiny_run: Path, tiny_report
 
 
 @pytest.mark.slow
+def test_jobs_fork_from_the_server_with_their_own_thread_counts(tiny_run: Path) -> None:
+    """The run's fork server took the training jobs (all but those that started while it
+    was importing), and each ran with its rule's one thread, torch and BLAS alike."""
+    import json
+
+    assert (tiny_run / "logs/forkserver.log").exists()
+    envs = [json.loads(p.read_text())["environment"]
+            for p in (tiny_run / "results/runs").rglob("metrics.json")]
+    assert sum(e["forked_from_server"] for e in envs) >= len(envs) // 2, envs[:3]
+    assert {(e["threads"], e["blas_threads"]) for e in envs} == {(1, 1)}
+
+
+@pytest.mark.slow
 def test_rerun_does_nothing_and_param_change_reruns_only_that_model(tiny_run: Path,
                                                                    tmp_path: Path) -> None:
     wd = tiny_run

@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_list_models)
 
     s = sub.add_parser("forkserver", help="preload the heavy imports once and fork a child "
-                       "per workflow job (started by the Snakefile; docs/workflow.md)")
+                       "per workflow job (started by the Snakefile; docs/ARCHITECTURE.md)")
     s.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
     s.add_argument("--parent-pid", type=int, required=True,
                    help="exit when this process (Snakemake) is gone")

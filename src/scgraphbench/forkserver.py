@@ -3,7 +3,7 @@
 Every Snakemake job is a fresh ``python -m scgraphbench ...``; a training job spends about
 6 s importing torch (with torch._dynamo, which every ``torch.optim`` step imports),
 anndata, scikit-learn's metrics, igraph and numba before it trains for about as long
-(``python -X importtime``, docs/workflow.md). The Snakefile starts one server per local
+(``python -X importtime``; docs/ARCHITECTURE.md, "Jobs and the fork server"). The Snakefile starts one server per local
 run: it imports those modules once, then forks a child per job, so a job pays a fork
 instead of the imports. The child takes the job's argv, working directory, environment
 and stdin/stdout/stderr (passed as file descriptors), runs the same ``cli.main`` and
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 SOCKET_ENV = "SCGB_FORKSERVER"
-#: imported by the server before it accepts jobs; a module that is not installed is skipped
+#: imported by the server before it accepts jobs; one that does not import is skipped
 PRELOAD = (
     "torch",
     "torch._dynamo",
@@ -57,8 +57,16 @@ PRELOAD = (
     "scgraphbench.report.claims",
     "scgraphbench.report.figures",
 )
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 _STATUS = struct.Struct("!i")
+_IN_CHILD = False
 _MAX_HEADER = 16 * 2**20
+
+
+def in_forked_child() -> bool:
+    """True in a job the server forked (recorded in each run's environment)."""
+    return _IN_CHILD
 
 
 def delegate(argv: list[str]) -> int | None:
@@ -91,11 +99,14 @@ def start(log_path: str) -> subprocess.Popen | None:
         return None
     path = os.path.join(tempfile.gettempdir(), f"scgb-forkserver-{os.getpid()}.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # libraries load single-threaded; each job then gets its own count (_apply_thread_env)
+    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
+    env.update(dict.fromkeys(THREAD_ENV, "1"))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scgraphbench", "forkserver", "--socket", path,
              "--parent-pid", str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)  # Ctrl-C reaches Snakemake; the server follows it out
     os.environ[SOCKET_ENV] = path
     return proc
@@ -120,7 +131,7 @@ def serve(path: str, parent_pid: int) -> None:
     for name in PRELOAD:
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:  # not installed, or broken: the job that needs it will say so
             pass
     sock_path = Path(path)
     sock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +160,8 @@ def serve(path: str, parent_pid: int) -> None:
 
 
 def _child(conn: socket.socket) -> int:
+    global _IN_CHILD
+    _IN_CHILD = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -162,7 +175,7 @@ def _child(conn: socket.socket) -> int:
         os.chdir(job["cwd"])
         os.environ.clear()
         os.environ.update(job["env"])
-        os.environ.pop(SOCKET_ENV, None)  # what the job starts (scaling points) runs alone
+        tempfile.tempdir = None  # read $TMPDIR again, from the job's environment
     except Exception as e:  # a malformed request: tell the client, do not touch the server
         _send_status(conn, 1)
         print(f"scgraphbench forkserver: bad request: {e}", file=sys.stderr)
@@ -190,11 +203,18 @@ def _child(conn: socket.socket) -> int:
 
 
 def _apply_thread_env() -> None:
-    """OpenMP read the thread count when the server imported torch; a job's own
-    OMP_NUM_THREADS (Snakemake's ``threads``) is applied here instead."""
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads and threads.isdigit() and int(threads) > 0 and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(int(threads))
+    """BLAS and OpenMP read their thread counts when the server loaded them (the server runs
+    with 1); the job's own OMP_NUM_THREADS (Snakemake's ``threads``) is applied here, to
+    torch and, through threadpoolctl, to OpenBLAS/MKL/OpenMP (scikit-learn's solvers).
+    Left at the machine's core count, two 1-thread jobs ran logistic regression 30-100x
+    slower, their BLAS threads spinning against each other."""
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(threads) if threads.isdigit() and int(threads) > 0 else 1
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 def _exit_when_closed(conn: socket.socket) -> None:

@@ -191,7 +191,7 @@ def scaled(base, per_input_mb=0.0):
     return resource
 
 
-# -- the fork server (scgraphbench.forkserver; docs/workflow.md) ----------------------------
+# -- the fork server (scgraphbench.forkserver; docs/ARCHITECTURE.md) -----------------------
 FORKSERVER = []
 
 

@@ -32,7 +32,9 @@ from typing import Any
 
 import psutil
 import torch
+from threadpoolctl import threadpool_info
 
+from scgraphbench.forkserver import in_forked_child
 from scgraphbench.models.contract import FamilyModule
 
 
@@ -120,11 +122,14 @@ def environment(device: torch.device) -> dict[str, Any]:
         "igraph",  # the Leiden clusters of the embedding scores
     ):
         env[package.replace("-", "_")] = version(package)
+    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     env.update(
         {
             "platform": platform.platform(),
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "blas_threads": max(blas) if blas else None,
+            "forked_from_server": in_forked_child(),  # docs/ARCHITECTURE.md
         }
     )
     if device.type == "cuda":

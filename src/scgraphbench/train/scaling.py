@@ -1,7 +1,8 @@
 """Cost against sequence length from real training steps (the GenoHoption Fig. 4c analogue).
 
-Each (model, n_genes) point runs in a fresh subprocess so that peak memory is not polluted
-by earlier points: synthetic cells, a random gene graph of fixed mean degree, the family's
+Each (model, n_genes) point runs in its own process (a fresh interpreter, or in a workflow
+run a child of the fork server, which has only imported modules) so that peak memory is not
+polluted by earlier points: synthetic cells, a random gene graph of fixed mean degree, the family's
 real model, ``steps`` AdamW steps; median step time and peak memory above baseline.
 """
 
@@ -72,7 +73,7 @@ def measure_point(family: str, params: dict[str, Any], n_genes: int, batch_size:
 def run_scaling(models: dict[str, dict[str, Any]], n_genes: list[int], out_csv: str, *,
                 batch_size: int = 32, steps: int = 6, reps: int = 1, timeout_s: float = 600,
                 max_memory_mb: float | None = None, device: str = "auto") -> pd.DataFrame:
-    """All (model, n) points, each in a fresh process; a point over the caps is recorded as
+    """All (model, n) points, each in its own process; a point over the caps is recorded as
     skipped and larger n of that model are not attempted."""
     rows = []
     for name, spec in models.items():
