@@ -98,3 +98,21 @@ def test_the_server_leaves_with_its_parent(tmp_path):
     parent.wait(timeout=30)
     assert proc.wait(timeout=PRELOAD_TIMEOUT_S) == 0
     assert not sock.exists()
+
+
+def test_start_and_stop_keep_the_socket_private(tmp_path, monkeypatch):
+    from scgraphbench.forkserver import start, stop
+
+    monkeypatch.delenv(SOCKET_ENV, raising=False)
+    proc = start(str(tmp_path / "logs/forkserver.log"))
+    sock = Path(os.environ[SOCKET_ENV])
+    try:
+        wait_for(sock.exists, PRELOAD_TIMEOUT_S, "the server's socket")
+        assert sock.parent.stat().st_mode & 0o777 == 0o700  # only this user may connect
+        assert delegate(["list-models"]) == 0
+    finally:
+        stop(proc)
+    assert SOCKET_ENV not in os.environ and not sock.parent.exists()
+    assert proc.returncode is not None
+    monkeypatch.setenv(SOCKET_ENV, "off")
+    assert start(str(tmp_path / "log")) is None

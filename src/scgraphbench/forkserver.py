@@ -18,6 +18,7 @@ that is not up yet) the job runs in its own process, as before.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -60,6 +61,7 @@ PRELOAD = (
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 _STATUS = struct.Struct("!i")
+_STARTED = b"S"  # the child has the job: from here on the job is never run twice
 _IN_CHILD = False
 _MAX_HEADER = 16 * 2**20
 
@@ -71,20 +73,25 @@ def in_forked_child() -> bool:
 
 def delegate(argv: list[str]) -> int | None:
     """Run ``argv`` in a child of the server named by $SCGB_FORKSERVER; its exit status, or
-    None when there is no server to take it (the caller then runs it itself)."""
+    None when no server took it (the caller then runs it itself)."""
     path = os.environ.get(SOCKET_ENV)
     if not path or path == "off" or argv[:1] == ["forkserver"]:
         return None
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(path)
-    except OSError:  # no server (yet, or any more): run in this process
-        conn.close()
-        return None
     header = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with conn:
-        socket.send_fds(conn, [struct.pack("!I", len(header)) + header], [0, 1, 2])
-        status = _recv_exact(conn, _STATUS.size)
+        try:
+            conn.connect(path)
+            socket.send_fds(conn, [struct.pack("!I", len(header)) + header], [0, 1, 2])
+            started = _recv_exact(conn, len(_STARTED))
+        except OSError:  # no server (yet, or any more), or a closed stdin: run here
+            return None
+        if started != _STARTED:  # the server went away before it forked the job
+            return None
+        try:
+            status = _recv_exact(conn, _STATUS.size)
+        except OSError:
+            status = None
     if status is None:
         print("scgraphbench: the fork server's child ended without an exit status "
               "(killed, or out of memory)", file=sys.stderr)
@@ -94,10 +101,11 @@ def delegate(argv: list[str]) -> int | None:
 
 def start(log_path: str) -> subprocess.Popen | None:
     """Start a server for this process's jobs (the Snakefile's ``onstart``) and point
-    $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out."""
+    $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out. The socket lies in a
+    fresh folder only this user can enter: whoever can connect can run commands as us."""
     if os.environ.get(SOCKET_ENV) == "off":
         return None
-    path = os.path.join(tempfile.gettempdir(), f"scgb-forkserver-{os.getpid()}.sock")
+    path = os.path.join(tempfile.mkdtemp(prefix="scgb-forkserver-"), "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     # libraries load single-threaded; each job then gets its own count (_apply_thread_env)
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
@@ -113,8 +121,9 @@ def start(log_path: str) -> subprocess.Popen | None:
 
 
 def stop(proc: subprocess.Popen | None) -> None:
-    """Stop a server from :func:`start` (``onsuccess``/``onerror``)."""
-    if os.environ.get(SOCKET_ENV) != "off":
+    """Stop a server from :func:`start` (``onsuccess``/``onerror``) and remove its folder."""
+    path = os.environ.get(SOCKET_ENV)
+    if path != "off":
         os.environ.pop(SOCKET_ENV, None)
     if proc is None:
         return
@@ -123,6 +132,10 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    if path and path != "off":
+        Path(path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(path).parent.rmdir()
 
 
 def serve(path: str, parent_pid: int) -> None:
@@ -138,6 +151,7 @@ def serve(path: str, parent_pid: int) -> None:
     sock_path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(sock_path))
+    sock_path.chmod(0o600)
     listener.listen(64)
     listener.settimeout(0.5)
     stop = threading.Event()
@@ -176,8 +190,8 @@ def _child(conn: socket.socket) -> int:
         os.environ.clear()
         os.environ.update(job["env"])
         tempfile.tempdir = None  # read $TMPDIR again, from the job's environment
-    except Exception as e:  # a malformed request: tell the client, do not touch the server
-        _send_status(conn, 1)
+        conn.sendall(_STARTED)
+    except Exception as e:  # a malformed request or a client gone: the server is untouched
         print(f"scgraphbench forkserver: bad request: {e}", file=sys.stderr)
         return 1
     # the client's death (Snakemake cancelled the job) ends this child
