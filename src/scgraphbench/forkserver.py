@@ -63,7 +63,8 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOT
 _STATUS = struct.Struct("!i")
 _STARTED = b"S"  # the child has the job: from here on the job is never run twice
 _IN_CHILD = False
-_MAX_HEADER = 16 * 2**20
+_FOLDER_PREFIX = "scgb-forkserver-"
+_RECV_BYTES = 2**16  # the first read; a longer header (a large environment) is read on
 
 
 def in_forked_child() -> bool:
@@ -105,7 +106,7 @@ def start(log_path: str) -> subprocess.Popen | None:
     fresh folder only this user can enter: whoever can connect can run commands as us."""
     if os.environ.get(SOCKET_ENV) == "off":
         return None
-    path = os.path.join(tempfile.mkdtemp(prefix="scgb-forkserver-"), "server.sock")
+    path = os.path.join(tempfile.mkdtemp(prefix=_FOLDER_PREFIX), "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     # libraries load single-threaded; each job then gets its own count (_apply_thread_env)
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
@@ -163,6 +164,8 @@ def serve(path: str, parent_pid: int) -> None:
                 conn, _ = listener.accept()
             except (TimeoutError, InterruptedError):
                 continue
+            sys.stdout.flush()  # nothing buffered here may reach a job's output twice
+            sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
                 listener.close()
@@ -171,6 +174,9 @@ def serve(path: str, parent_pid: int) -> None:
     finally:
         listener.close()
         sock_path.unlink(missing_ok=True)
+        if sock_path.parent.name.startswith(_FOLDER_PREFIX):  # start()'s private folder
+            with contextlib.suppress(OSError):
+                sock_path.parent.rmdir()
 
 
 def _child(conn: socket.socket) -> int:
@@ -179,7 +185,7 @@ def _child(conn: socket.socket) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        msg, fds, _, _ = socket.recv_fds(conn, _MAX_HEADER + 4, 3)
+        msg, fds, _, _ = socket.recv_fds(conn, _RECV_BYTES, 3)
         (size,) = struct.unpack("!I", msg[:4])
         body = msg[4:] + (_recv_exact(conn, size - (len(msg) - 4)) or b"")
         job: dict[str, Any] = json.loads(body)
