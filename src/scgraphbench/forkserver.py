@@ -202,6 +202,7 @@ def _child(conn: socket.socket) -> int:
         return 1
     # the client's death (Snakemake cancelled the job) ends this child
     threading.Thread(target=_exit_when_closed, args=(conn,), daemon=True).start()
+    _name_process(f"scgb {job['argv'][0] if job['argv'] else ''}")
     _apply_thread_env()
     sys.argv = ["scgraphbench", *job["argv"]]
     code = 1
@@ -237,6 +238,12 @@ def _apply_thread_env() -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def _name_process(name: str) -> None:
+    """What top and htop show for the job (Linux), instead of the server's name."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
+
+
 def _exit_when_closed(conn: socket.socket) -> None:
     try:
         while conn.recv(1):
@@ -264,13 +271,13 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie its parent has yet to reap."""
+    import psutil  # here, not at the top: every job's client imports this module
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reap() -> None:
