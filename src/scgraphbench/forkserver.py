@@ -167,9 +167,13 @@ def serve(path: str, parent_pid: int) -> None:
             sys.stdout.flush()  # nothing buffered here may reach a job's output twice
             sys.stderr.flush()
             pid = os.fork()
-            if pid == 0:
-                listener.close()
-                os._exit(_child(conn))
+            if pid == 0:  # the child never returns into this loop, whatever happens
+                code = 1
+                try:
+                    listener.close()
+                    code = _child(conn)
+                finally:
+                    os._exit(code)
             conn.close()
     finally:
         listener.close()
@@ -230,7 +234,11 @@ def _apply_thread_env() -> None:
     Left at the machine's core count, two 1-thread jobs ran logistic regression 30-100x
     slower, their BLAS threads spinning against each other."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    n = int(threads) if threads.isdigit() and int(threads) > 0 else 1
+    if threads.isdigit() and int(threads) > 0:
+        n = int(threads)
+    else:  # unset: what a fresh process would take, every core it may run on
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = n or 1
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
