@@ -116,3 +116,15 @@ def test_start_and_stop_keep_the_socket_private(tmp_path, monkeypatch):
     assert proc.returncode is not None
     monkeypatch.setenv(SOCKET_ENV, "off")
     assert start(str(tmp_path / "log")) is None
+
+
+def test_no_server_where_a_gpu_driver_is_present(tmp_path, monkeypatch):
+    import scgraphbench.forkserver as fs
+
+    monkeypatch.delenv(SOCKET_ENV, raising=False)
+    device = tmp_path / "nvidiactl"
+    monkeypatch.setattr(fs, "GPU_DEVICE_FILES", (str(device),))
+    assert not fs.gpu_visible()
+    device.touch()
+    assert fs.gpu_visible()
+    assert fs.start(str(tmp_path / "log")) is None and SOCKET_ENV not in os.environ

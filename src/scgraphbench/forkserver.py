@@ -100,11 +100,23 @@ def delegate(argv: list[str]) -> int | None:
     return _STATUS.unpack(status)[0]
 
 
+#: device files of the NVIDIA and AMD GPU drivers
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd")
+
+
+def gpu_visible() -> bool:
+    """A GPU driver is present. Then no server: a process whose parent has called into the
+    CUDA driver (an import that asks ``torch.cuda.is_available()`` is enough) cannot
+    initialise CUDA after the fork, so GPU jobs must start their own processes."""
+    return any(Path(f).exists() for f in GPU_DEVICE_FILES)
+
+
 def start(log_path: str) -> subprocess.Popen | None:
     """Start a server for this process's jobs (the Snakefile's ``onstart``) and point
-    $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out. The socket lies in a
+    $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out or a GPU is visible
+    (:func:`gpu_visible`). The socket lies in a
     fresh folder only this user can enter: whoever can connect can run commands as us."""
-    if os.environ.get(SOCKET_ENV) == "off":
+    if os.environ.get(SOCKET_ENV) == "off" or gpu_visible():
         return None
     path = os.path.join(tempfile.mkdtemp(prefix=_FOLDER_PREFIX), "server.sock")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)

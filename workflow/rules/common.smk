@@ -197,7 +197,7 @@ FORKSERVER = []
 
 def start_forkserver():
     """Local runs without software deployment: jobs fork from one process that has done the
-    heavy imports. SLURM jobs and --use-conda/--sdm runs start their own processes."""
+    heavy imports. SLURM jobs, --sdm runs and GPU machines start their own processes."""
     from scgraphbench.forkserver import start
 
     if workflow.local_exec and not workflow.deployment_settings.deployment_method:
