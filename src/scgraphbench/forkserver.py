@@ -3,17 +3,18 @@
 Every Snakemake job is a fresh ``python -m scgraphbench ...``; a training job spends about
 6 s importing torch (with torch._dynamo, which every ``torch.optim`` step imports),
 anndata, scikit-learn's metrics, igraph and numba before it trains for about as long
-(``python -X importtime``; docs/ARCHITECTURE.md, "Jobs and the fork server"). The Snakefile starts one server per local
-run: it imports those modules once, then forks a child per job, so a job pays a fork
-instead of the imports. The child takes the job's argv, working directory, environment
+(``python -X importtime``; docs/ARCHITECTURE.md, "Jobs and the fork server"). The
+Snakefile starts one server per local run: it imports those modules once, then forks a
+child per job, so a job pays a fork instead of the imports. The child takes the job's argv, working directory, environment
 and stdin/stdout/stderr (passed as file descriptors), runs the same ``cli.main`` and
 sends back its exit status; the job's process (the client) exits with it. When the
 client is killed, the child is killed; when Snakemake exits, the server exits.
 
 Nothing here changes what a job computes: a child starts from a process that has only
 imported modules (no torch op has run, so no thread pool exists to break across fork),
-and every run seeds itself. Without a server (SLURM, a command run by hand, a server
-that is not up yet) the job runs in its own process, as before.
+and every run seeds itself. Without a server (SLURM, --sdm, a machine with a GPU driver,
+a command run by hand, a server that is not up yet) the job runs in its own process, as
+before.
 """
 
 from __future__ import annotations
