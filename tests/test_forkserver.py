@@ -33,6 +33,14 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie; a process reaped while we look is not running."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     sock = tmp_path_factory.mktemp("forkserver") / "s.sock"
@@ -77,7 +85,7 @@ def test_a_killed_job_ends_its_child(server, tiny_annotation, tmp_path):
     server_proc = psutil.Process(proc.pid)
 
     def running_children():
-        return [c for c in server_proc.children() if c.status() != psutil.STATUS_ZOMBIE]
+        return [c for c in server_proc.children() if running(c)]
 
     try:
         wait_for(running_children, 60, "the job's child")
@@ -86,8 +94,7 @@ def test_a_killed_job_ends_its_child(server, tiny_annotation, tmp_path):
     finally:
         client.send_signal(signal.SIGKILL)
         client.wait(timeout=30)
-    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 30,
-             "the child to end")
+    wait_for(lambda: not running(child), 30, "the child to end")
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
