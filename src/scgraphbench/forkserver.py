@@ -5,10 +5,11 @@ Every Snakemake job is a fresh ``python -m scgraphbench ...``; a training job sp
 anndata, scikit-learn's metrics, igraph and numba before it trains for about as long
 (``python -X importtime``; docs/ARCHITECTURE.md, "Jobs and the fork server"). The
 Snakefile starts one server per local run: it imports those modules once, then forks a
-child per job, so a job pays a fork instead of the imports. The child takes the job's argv, working directory, environment
-and stdin/stdout/stderr (passed as file descriptors), runs the same ``cli.main`` and
-sends back its exit status; the job's process (the client) exits with it. When the
-client is killed, the child is killed; when Snakemake exits, the server exits.
+child per job, so a job pays a fork instead of the imports. The child takes the job's
+argv, working directory, environment and stdin/stdout/stderr (passed as file
+descriptors), runs the same ``cli.main`` and sends back its exit status; the job's process
+(the client) exits with it. When the client is killed, the child is killed; when
+Snakemake exits, the server exits.
 
 Nothing here changes what a job computes: a child starts from a process that has only
 imported modules (no torch op has run, so no thread pool exists to break across fork),
@@ -115,8 +116,8 @@ def gpu_visible() -> bool:
 def start(log_path: str) -> subprocess.Popen | None:
     """Start a server for this process's jobs (the Snakefile's ``onstart``) and point
     $SCGB_FORKSERVER at it; None when $SCGB_FORKSERVER=off opts out or a GPU is visible
-    (:func:`gpu_visible`). The socket lies in a
-    fresh folder only this user can enter: whoever can connect can run commands as us."""
+    (:func:`gpu_visible`). The socket lies in a fresh folder only this user can enter:
+    whoever can connect can run commands as us."""
     if os.environ.get(SOCKET_ENV) == "off" or gpu_visible():
         return None
     path = os.path.join(tempfile.mkdtemp(prefix=_FOLDER_PREFIX), "server.sock")
@@ -146,7 +147,7 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    if path and path != "off":
+    if path and path != "off":  # the server removes both itself, unless it was killed
         Path(path).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             Path(path).parent.rmdir()

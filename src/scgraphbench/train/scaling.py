@@ -1,9 +1,10 @@
 """Cost against sequence length from real training steps (the GenoHoption Fig. 4c analogue).
 
 Each (model, n_genes) point runs in its own process (a fresh interpreter, or in a workflow
-run a child of the fork server, which has only imported modules) so that peak memory is not
-polluted by earlier points: synthetic cells, a random gene graph of fixed mean degree, the family's
-real model, ``steps`` AdamW steps; median step time and peak memory above baseline.
+run a child of the fork server, which has only imported modules) so that peak memory is
+not polluted by earlier points: synthetic cells, a random gene graph of fixed mean
+degree, the family's real model, ``steps`` AdamW steps; median step time and peak memory
+above baseline.
 """
 
 from __future__ import annotations
