@@ -62,7 +62,7 @@ class PeakMemory:
 
     def _anon(self) -> int:
         info = self._proc.memory_info()
-        return info.rss - getattr(info, "shared", 0)  # Linux: statm's resident - shared
+        return info.rss - _file_backed(info)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -79,10 +79,16 @@ class PeakMemory:
             self._max = max(self._max, self._anon())
             lifetime_peak = _ru_maxrss_bytes()
             if lifetime_peak > self._lifetime_peak:  # a new peak was set inside the phase
-                info = self._proc.memory_info()
-                self._max = max(self._max, lifetime_peak - getattr(info, "shared", 0))
+                self._max = max(self._max,
+                                lifetime_peak - _file_backed(self._proc.memory_info()))
             peak = self._max - self._base
         self.peak_mb = max(peak, 0) / 2**20
+
+
+def _file_backed(info: Any) -> int:
+    """Resident file-backed bytes of a psutil memory_info (Linux statm's ``shared``; 0 where
+    the platform does not report it)."""
+    return getattr(info, "shared", 0)
 
 
 def _ru_maxrss_bytes() -> int:
