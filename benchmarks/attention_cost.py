@@ -375,20 +375,19 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         "mean_degree": A.nnz / A.shape[0],
         "threads": torch.get_num_threads(),
         "reps_run": len(times),
-        "impl": _impl_used(spec["variant"], inputs[0], H, int(A.nnz)),
+        "impl": _impl_used(spec["variant"], inputs[0]),
         **extra,
     }
 
 
-def _impl_used(variant: str, like, heads: int, n_edges: int) -> str | None:
+def _impl_used(variant: str, like) -> str | None:
     """Which graph_attention implementation a variant of ours ran (None for the others)."""
     if variant not in OURS:
         return None
-    from scgraphbench.kernels.graph_attention import choose_impl, series_work
+    from scgraphbench.kernels.graph_attention import choose_impl
 
-    diffusion, impl, _ = OURS[variant]
-    work = series_work(heads, n_edges, diffusion, 6)
-    return choose_impl(impl, like, dropout=False, work=work)
+    _, impl, _ = OURS[variant]
+    return choose_impl(impl, like, dropout=False)
 
 
 # --------------------------------------------------------------------------- driver side

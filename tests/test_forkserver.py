@@ -135,3 +135,45 @@ def test_no_server_where_a_gpu_driver_is_present(tmp_path, monkeypatch):
     device.touch()
     assert fs.gpu_visible()
     assert fs.start(str(tmp_path / "log")) is None and SOCKET_ENV not in os.environ
+
+
+LOAD_KERNEL_CHECK = """
+import os, sys
+import torch
+from scgraphbench.forkserver import load_kernel
+from scgraphbench.kernels import CSRGraph, fused_cpu, graph_attention
+import scipy.sparse as sp
+
+load_kernel()
+assert torch.float32 in fused_cpu._WARM, "the fused kernel's code was not loaded"
+threads = os.listdir("/proc/self/task")
+assert len(threads) == 1, f"{len(threads)} threads would not survive the fork"
+pid = os.fork()
+if pid == 0:  # a job: its own thread count, the kernel's thread pool made here
+    code = 1
+    try:
+        torch.set_num_threads(2)
+        g = CSRGraph.from_scipy(sp.random(40, 40, density=0.2, random_state=0, format="csr"))
+        q, k, v = (torch.randn(3, 2, 40, 8, generator=torch.Generator().manual_seed(i))
+                   for i in range(3))
+        out = {impl: graph_attention(q, k, v, g, diffusion="ppr", impl=impl)
+               for impl in ("fused", "torch_sparse")}
+        code = 0 if torch.allclose(out["fused"], out["torch_sparse"], atol=1e-5) else 3
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_the_server_loads_the_kernel_and_stays_single_threaded_for_the_fork():
+    """load_kernel, which the server runs after its imports, loads numba's machine code with
+    no thread left behind (start() gives the server one-thread BLAS/OpenMP settings), and a
+    child forked after it runs the fused kernel on two threads with the reference's result."""
+    from scgraphbench.forkserver import THREAD_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
+    env.update(dict.fromkeys(THREAD_ENV, "1"))
+    proc = subprocess.run([sys.executable, "-c", LOAD_KERNEL_CHECK], env=env,
+                          capture_output=True, text=True, timeout=PRELOAD_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr

@@ -378,10 +378,9 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
     out["logits"].sum().backward()
     expected = {"masked_attention": None, "genohoption_ppr": "ppr", "genohoption_heat": "heat"}
     assert calls == [expected[family]] * 2
-    # the layers share one graph object, so torch.sparse's batched index arrays exist once
-    # (a graph this small stays on torch.sparse: choose_impl's FUSED_MIN_WORK)
+    # the layers share one graph object: one set of index arrays, whichever kernel runs
     first, second = (block.mixer.graph for block in model.blocks)
-    assert first is second and len(first._blocks) == 1
+    assert first is second
     # the layer's core equals the dense reference on its own (CLS-augmented) graph
     mixer = model.blocks[0].mixer
     q, k, v = qkv(2, 2, n_genes + 1, 8, dtype=torch.float32)
@@ -425,8 +424,8 @@ def test_benchmark_point_runs_in_process(variant: str) -> None:
     assert res["status"] == "ok" and len(res["times_s"]) == 2
     assert res["time_s"] > 0 and res["cpu_s"] > 0 and res["peak_mem_mb"] >= 0
     assert res["n_edges"] == 40 * 4 and res["mean_degree"] == 4
-    # ppr on a graph this small: "auto" keeps torch.sparse (FUSED_MIN_WORK)
-    expected = {"ppr": "torch_sparse", "ppr_torch_sparse": "torch_sparse"}.get(variant)
+    # auto runs the fused kernel on CPU at every size
+    expected = {"ppr": "fused", "ppr_torch_sparse": "torch_sparse"}.get(variant)
     assert res["impl"] == expected and res["reps_run"] == 2
 
 
@@ -538,7 +537,7 @@ def test_benchmark_end_to_end(tmp_path) -> None:
     assert points[("dense_sdpa", 5)]["measured_at_degree"] == 4
     assert points[("dense_sdpa", 5)]["time_s"] == points[("dense_sdpa", 4)]["time_s"]
     ppr = points[("ppr", 5)]
-    assert ppr["impl"] == "torch_sparse" and ppr["threads"] == 1  # a toy graph (FUSED_MIN_WORK)
+    assert ppr["impl"] == "fused" and ppr["threads"] == 1
     assert ppr["speedup_vs_sdpa"] == pytest.approx(
         points[("dense_sdpa", 5)]["time_s"] / ppr["time_s"]
     )

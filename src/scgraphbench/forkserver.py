@@ -11,9 +11,9 @@ descriptors), runs the same ``cli.main`` and sends back its exit status; the job
 (the client) exits with it. When the client is killed, the child is killed; when
 Snakemake exits, the server exits.
 
-Nothing here changes what a job computes: a child starts from a process that has only
-imported modules (no torch op has run, so no thread pool exists to break across fork),
-and every run seeds itself. Without a server (SLURM, --sdm, a machine with a GPU driver,
+Nothing here changes what a job computes: a child starts from a process that has imported
+modules and loaded the fused kernel's machine code with one tiny single-threaded torch
+step (no thread pool exists to break across the fork), and every run seeds itself. Without a server (SLURM, --sdm, a machine with a GPU driver,
 a command run by hand, a server that is not up yet) the job runs in its own process, as
 before.
 """
@@ -161,6 +161,7 @@ def serve(path: str, parent_pid: int) -> None:
             importlib.import_module(name)
         except Exception:  # not installed, or broken: the job that needs it will say so
             pass
+    load_kernel()
     sock_path = Path(path)
     sock_path.parent.mkdir(parents=True, exist_ok=True)
     sock_path.unlink(missing_ok=True)
@@ -195,6 +196,22 @@ def serve(path: str, parent_pid: int) -> None:
         if sock_path.parent.name.startswith(_FOLDER_PREFIX):  # start()'s private folder
             with contextlib.suppress(OSError):
                 sock_path.parent.rmdir()
+
+
+def load_kernel() -> None:
+    """Load the graph-attention kernel ``auto`` runs on CPU (numba's machine code for the
+    fused kernel, about 0.6 s a process with a warm cache) once here rather than in every
+    job. It runs one 2-gene forward and backward on one thread, so no thread pool exists
+    afterwards to break across the fork (tests/test_forkserver.py counts the threads)."""
+    try:
+        import torch
+
+        from scgraphbench.kernels import prepare
+
+        torch.set_num_threads(1)  # the jobs set their own (_apply_thread_env)
+        prepare("cpu")
+    except Exception:  # a broken numba install: each job meets (and reports) it itself
+        pass
 
 
 def _child(conn: socket.socket) -> int:

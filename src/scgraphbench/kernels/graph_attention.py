@@ -426,7 +426,7 @@ class _GraphAttentionFunction(torch.autograd.Function):
         )
 
 
-def choose_impl(impl: str, q: torch.Tensor, dropout: bool, work: int | None = None) -> str:
+def choose_impl(impl: str, q: torch.Tensor, dropout: bool) -> str:
     """The implementation ``graph_attention`` runs for ``impl`` on q's device and dtype.
 
     auto (unless the environment variable SCGB_KERNEL_IMPL names another, e.g. to rerun a
@@ -434,11 +434,9 @@ def choose_impl(impl: str, q: torch.Tensor, dropout: bool, work: int | None = No
     - attention dropout in training -> "torch_sparse" (the fused kernels have none);
     - CUDA tensors -> "triton" when Triton imports;
     - CPU float32/float64 (float16 and bfloat16 computed in float32) -> "fused" when numba
-      imports and the work per cell, ``work`` = heads x edges x series terms, is at least
-      ``FUSED_MIN_WORK``: loading numba costs about 1 s per process, more than the fused
-      kernel saves on graphs that small (docs/kernel.md);
+      imports, at every graph size (docs/kernel.md, "Which implementation runs");
     - anything else -> "torch_sparse".
-    ``work=None`` counts as large. An explicit choice that cannot run raises ValueError."""
+    An explicit choice that cannot run raises ValueError."""
     if impl == "auto":
         impl = os.environ.get(IMPL_ENV, "auto") or "auto"
     if impl not in IMPLS:
@@ -455,8 +453,6 @@ def choose_impl(impl: str, q: torch.Tensor, dropout: bool, work: int | None = No
 
             return "triton" if triton_gpu.available() else "torch_sparse"
         if q.device.type == "cpu" and q.dtype in _FUSED_DTYPES:
-            if work is not None and work < FUSED_MIN_WORK:
-                return "torch_sparse"
             from scgraphbench.kernels import fused_cpu
 
             return "fused" if fused_cpu.available() else "torch_sparse"
@@ -484,25 +480,15 @@ def choose_impl(impl: str, q: torch.Tensor, dropout: bool, work: int | None = No
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-# heads x edges x series terms per cell below which "auto" keeps torch.sparse on CPU. At
-# 1 thread, B=32, d=8, PPR K=6 (7 terms): 60 genes / 540 edges (15k) save 2.9 ms per call
-# fused, about 1.3 s over a 15-epoch default run, what loading numba costs; 200 genes /
-# 2600 edges (73k) save 11 ms per call.
-FUSED_MIN_WORK = 30_000
 
 
-def series_work(heads: int, n_edges: int, diffusion: str | None, steps: int) -> int:
-    """heads x edges x terms of the series a layer evaluates (the ``work`` of choose_impl)."""
-    terms = 2 if diffusion is None else steps + 1
-    return heads * n_edges * terms
-
-
-def prepare(device: torch.device | str = "cpu", impl: str = "auto", work: int | None = None) -> str:
-    """Load the implementation ``graph_attention`` will choose on ``device`` for layers of
-    this ``work`` (numba's machine code for the fused CPU kernel; nothing for the others,
-    Triton compiles on first launch) and return its name. Model layers call it when they
-    are built, so that a run's training time and memory do not include loading numba."""
-    chosen = choose_impl(impl, torch.empty(0, device=device), dropout=False, work=work)
+def prepare(device: torch.device | str = "cpu", impl: str = "auto") -> str:
+    """Load the implementation ``graph_attention`` will choose on ``device`` (numba's
+    machine code for the fused CPU kernel; nothing for the others, Triton compiles on first
+    launch) and return its name. Model layers call it when they are built, so that a run's
+    training time and memory do not include loading numba; the fork server calls it once
+    for all the jobs it forks."""
+    chosen = choose_impl(impl, torch.empty(0, device=device), dropout=False)
     if chosen == "fused":
         from scgraphbench.kernels.fused_cpu import warm_up
 
@@ -561,7 +547,7 @@ def graph_attention(
         )
     theta = tuple(diffusion_coefficients(diffusion, steps, alpha, t, normalise_heat))
     dropout = training and dropout_p > 0
-    chosen = choose_impl(impl, q, dropout, series_work(q.shape[1], graph.n_edges, diffusion, steps))
+    chosen = choose_impl(impl, q, dropout)
     if len(theta) == 1:  # heat with 1 step or PPR with 0: out = theta_0 V, no attention at all
         return v * theta[0]
     if chosen == "fused":
