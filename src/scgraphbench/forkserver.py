@@ -13,9 +13,9 @@ Snakemake exits, the server exits.
 
 Nothing here changes what a job computes: a child starts from a process that has imported
 modules and loaded the fused kernel's machine code with one tiny single-threaded torch
-step (no thread pool exists to break across the fork), and every run seeds itself. Without a server (SLURM, --sdm, a machine with a GPU driver,
-a command run by hand, a server that is not up yet) the job runs in its own process, as
-before.
+step (no thread pool exists to break across the fork), and every run seeds itself.
+Without a server (SLURM, --sdm, a machine with a GPU driver, a command run by hand, a
+server that is not up yet) the job runs in its own process, as before.
 """
 
 from __future__ import annotations
