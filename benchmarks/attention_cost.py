@@ -195,6 +195,13 @@ def _fix_malloc() -> bool:
         return False
 
 
+def _minor_faults() -> int:
+    """This process's minor page faults so far (pages mapped fresh, each zero-filled)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _trim_malloc() -> None:
     """glibc only: give free heap pages back to the kernel (malloc_trim)."""
     try:
@@ -290,6 +297,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         watcher.start()
     times: list[float] = []
     cpu_times: list[float] = []  # all threads; robust to other processes sharing the cores
+    faults: list[int] = []  # minor page faults: fresh pages the allocator maps per step
     t0 = time.perf_counter()
     step()  # warm-up (lazy initialisation, caches)
     first = time.perf_counter() - t0
@@ -311,10 +319,12 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         if not slow:
             step()  # second warm-up
         for _ in range(reps):
+            f0 = _minor_faults()
             t0, c0 = time.perf_counter(), time.process_time()
             step()
             times.append(time.perf_counter() - t0)
             cpu_times.append(time.process_time() - c0)
+            faults.append(_minor_faults() - f0)
     extra: dict[str, Any] = {}
     # memory: steps on their own, from a clean state
     for t in [*inputs, *params]:
@@ -369,6 +379,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         "times_s": times,
         "cpu_s": statistics.median(cpu_times) if cpu_times else None,
         "first_step_s": first,
+        "minor_faults": int(statistics.median(faults)) if faults else None,
         "peak_mem_mb": peak_mb,
         "memory_method": mem_method,
         "n_edges": int(A.nnz),
@@ -604,6 +615,7 @@ CSV_COLUMNS = [
     "mem_vs_sdpa",
     "mem_vs_materialised",
     "first_step_s",
+    "minor_faults",
     "threads",
     "device",
     "core_only",
@@ -741,6 +753,7 @@ def environment(device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": device,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),  # e.g. a raised mmap threshold
     }
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))

@@ -423,6 +423,7 @@ def test_benchmark_point_runs_in_process(variant: str) -> None:
     res = bench.run_point(spec)
     assert res["status"] == "ok" and len(res["times_s"]) == 2
     assert res["time_s"] > 0 and res["cpu_s"] > 0 and res["peak_mem_mb"] >= 0
+    assert isinstance(res["minor_faults"], int) and res["minor_faults"] >= 0
     assert res["n_edges"] == 40 * 4 and res["mean_degree"] == 4
     # auto runs the fused kernel on CPU at every size
     expected = {"ppr": "fused", "ppr_torch_sparse": "torch_sparse"}.get(variant)
