@@ -23,6 +23,19 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 SHARED_DATA = Path(os.environ.get("SCGB_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, loaded once and registered under its name (process
+    pools pickle its workers by module name)."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models on a shared 2-core machine: extra intra-op threads only spin-wait and slow

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_in_pipeline.py"
+from conftest import load_benchmark
 
 
 def _module():
-    """The script as a module, loaded once: its workers are pickled by module name."""
-    if "kernel_in_pipeline" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("kernel_in_pipeline", PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["kernel_in_pipeline"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["kernel_in_pipeline"]
+    return load_benchmark("kernel_in_pipeline")
 
 
 def _run(impl: str, seed: int, step: float, f1: float, losses: list, preds: list) -> dict:

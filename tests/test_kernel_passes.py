@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_passes.py"
+from conftest import load_benchmark
 
 
 def _module():
-    if "kernel_passes" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("kernel_passes", PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["kernel_passes"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["kernel_passes"]
+    return load_benchmark("kernel_passes")
 
 
 @pytest.mark.parametrize("head_dim", [16, 12])  # 12: rows padded to the SIMD width

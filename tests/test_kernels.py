@@ -392,14 +392,9 @@ def test_model_families_use_fast_kernel(family: str, monkeypatch: pytest.MonkeyP
 
 
 def _benchmark_module():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention_cost.py"
-    spec = importlib.util.spec_from_file_location("attention_cost", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("attention_cost")
 
 
 @pytest.mark.parametrize("variant", ["dense_sdpa", "ppr", "ppr_torch_sparse", "pyg_gat"])
