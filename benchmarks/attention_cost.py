@@ -196,7 +196,8 @@ def _fix_malloc() -> bool:
 
 
 def _minor_faults() -> int:
-    """This process's minor page faults so far (pages mapped fresh, each zero-filled)."""
+    """This process's minor page faults so far: pages mapped without a disk read, here
+    mostly fresh (zero-filled) pages of new large buffers."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

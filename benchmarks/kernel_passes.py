@@ -4,16 +4,18 @@
 `kernels/_numba_loops.py` one pass at a time, so that the growth of a step with n can be read
 pass by pass. Each pass runs over one (batch, head) slice's buffers, ``--slices`` times in a
 row (the kernel runs a thread's slices one after another, reusing the same scratch), on the
-layer benchmark's random graph (`attention_cost.random_graph`, self-loop included), one
-thread (the loops are serial; the kernel's threads each run such loops). Before anything is timed, every pass's output is checked in float64 against scipy on
-the same inputs (`check_passes`); timing then uses ``--dtype`` (float32, as in training).
+layer benchmark's random graph (`attention_cost.random_graph`, self-loop included), in one
+thread (the loops are serial; each of the kernel's threads runs such loops). Before anything
+is timed, every pass's output is checked in float64 against scipy on the same inputs
+(`check_passes`); timing then uses ``--dtype`` (float32, as in training).
 
-The passes (the kernel runs them in this order; D = diffusion steps, 6 for PPR and heat):
+The passes, and how often one forward + backward runs each (D = diffusion steps, 6 for PPR
+and heat):
 - ``softmax``: scores q_i.k_j on each edge, row max, exp, row sums, log-sum-exp (forward, once);
 - ``weights``: the weights again from the log-sum-exp (backward, once);
 - ``horner``: one Horner step z_k = theta_k V + A z_{k+1}, a gather along A's rows (D times in
   the forward, D-1 more in the backward's recomputation);
-- ``permute``: the weights into A^T's edge order (backward, twice: p and dA);
+- ``permute``: the weights into A^T's edge order (backward, twice: p into it, dA back out);
 - ``grad_step``: one backward step along A^T's rows, g_{k+1} = A^T g_k and dA += g_k . z_{k+1}
   (D times);
 - ``dq_dk``: dQ = scale dS K (a gather) and dK = scale dS^T Q (a scatter), one pass.
