@@ -141,19 +141,20 @@ def step_check(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     checkpoint = Path(job["run_dir"], "checkpoint.pt")
     weights = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    cfg = TrainConfig.from_dict(job["train"])
+    seed_everything(job["seed"])
+    task = make_task(load_prepared(job["prepared"]), job["prepared"], cfg, job["seed"])
+    context = task.context(load_aligned_graph(job["graph_path"], task.genes))
+    batch, target = next(iter(task.train_batches(0)))  # fixed by (seed, epoch)
     outputs = {}
     for impl, dtype in ((REFERENCE_IMPL, torch.float32), ("fused", torch.float32),
                         (REFERENCE_IMPL, torch.float64)):
         os.environ["SCGB_KERNEL_IMPL"] = impl
-        cfg = TrainConfig.from_dict(job["train"])
         seed_everything(job["seed"])
-        task = make_task(load_prepared(job["prepared"]), job["prepared"], cfg, job["seed"])
-        graph = load_aligned_graph(job["graph_path"], task.genes)
-        model = build_family(job["family"], task.context(graph), job["params"])
+        model = build_family(job["family"], context, job["params"])
         model.load_state_dict(weights)
         model.to(dtype).train()
-        inputs, target = next(iter(task.train_batches(0)))
-        inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
         torch.manual_seed(job["seed"])  # the same dropout masks for all three
         out = model(**inputs)
         task.loss(out, target).backward()
