@@ -124,12 +124,12 @@ class Slice:
         self.E = self.col.shape[0]
         rng = np.random.default_rng(seed)
 
-        def rows() -> np.ndarray:  # (n, dp) flattened, the padding lanes zero
+        def random_rows() -> np.ndarray:  # (n, dp) flattened, the padding lanes zero
             x = np.zeros((n, self.dp), dtype)
             x[:, :head_dim] = rng.standard_normal((n, head_dim))
             return x.ravel()
 
-        self.qs, self.ks, self.vs, self.z, self.g = rows(), rows(), rows(), rows(), rows()
+        self.qs, self.ks, self.vs, self.z, self.g = (random_rows() for _ in range(5))
         self.grad_s = rng.standard_normal(self.E).astype(dtype)
         self.p, self.p_t = np.empty(self.E, dtype), np.empty(self.E, dtype)
         self.grad_t = np.zeros(self.E, dtype)
@@ -155,7 +155,8 @@ class Slice:
                                       s.ks, s.qs, s.dq, s.dk, s.dp),
         }
 
-    def rows(self, flat: np.ndarray) -> np.ndarray:
+    def unpadded(self, flat: np.ndarray) -> np.ndarray:
+        """A flat (n, dp) buffer as its (n, d) rows without the padding lanes."""
         return flat.reshape(self.n, self.dp)[:, : self.d]
 
 
@@ -166,7 +167,7 @@ def check_passes(n: int, degree: int, head_dim: int = 16, seed: int = 0) -> dict
 
     s = Slice(n, degree, head_dim, np.dtype(np.float64), seed)
     calls = s.calls()
-    q, k, v, z, g = (s.rows(x) for x in (s.qs, s.ks, s.vs, s.z, s.g))
+    q, k, v, z, g = (s.unpadded(x) for x in (s.qs, s.ks, s.vs, s.z, s.g))
     row = np.repeat(np.arange(n), np.diff(s.crow))
     scores = np.einsum("ed,ed->e", q[row], k[s.col])
     calls["softmax"](1)
@@ -181,14 +182,14 @@ def check_passes(n: int, degree: int, head_dim: int = 16, seed: int = 0) -> dict
     calls["weights"](1)
     errors["weights"] = _rel(s.p, want_p)
     calls["horner"](1)
-    errors["horner"] = _rel(s.rows(s.dst), s.theta * v + P @ z)
+    errors["horner"] = _rel(s.unpadded(s.dst), s.theta * v + P @ z)
     calls["permute"](1)
     errors["permute"] = _rel(s.p_t, want_p[s.perm])
     calls["grad_step"](1)
     dot = np.einsum("ed,ed->e", g[row], z[s.col])  # g_i . z_j on A's edges
-    errors["grad_step"] = max(_rel(s.rows(s.out), P.T @ g), _rel(s.grad_t, dot[s.perm]))
+    errors["grad_step"] = max(_rel(s.unpadded(s.out), P.T @ g), _rel(s.grad_t, dot[s.perm]))
     calls["dq_dk"](1)
-    errors["dq_dk"] = max(_rel(s.rows(s.dq), s.scale * (S @ k)), _rel(s.rows(s.dk), S.T @ q))
+    errors["dq_dk"] = max(_rel(s.unpadded(s.dq), s.scale * (S @ k)), _rel(s.unpadded(s.dk), S.T @ q))
     bad = {name: err for name, err in errors.items() if not err <= 1e-9}
     if bad:
         raise AssertionError(f"kernel passes disagree with scipy in float64 at n={n}: {bad}")
